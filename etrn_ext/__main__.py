@@ -1,0 +1,5 @@
+"""``python -m etrn_ext`` is ``etrnctl``."""
+
+from etrn_ext.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""etrnctl: thin click commands over ``etrn_ext.service``."""

@@ -1,0 +1,265 @@
+"""Settings: one TOML file, validated completely at start-up.
+
+Every setting is a field of a frozen section dataclass below, with its default and a
+one-line description in the field metadata; that table feeds ``etrnctl config show``
+and is checked against ``etrn-ext.conf(5)`` by the test suite. An unknown key or a bad
+value is an error that names the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import platform
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from etrn_ext.core.errors import ConfigError, InvalidDomainError
+from etrn_ext.core.names import parse_domain
+
+DEFAULT_CONFIG_PATH: Final = "/etc/etrn-ext/etrn-ext.toml"
+CONFIG_ENV: Final = "ETRN_EXT_CONFIG"
+
+Check = Callable[[Any], str | None]
+
+
+def setting(default: Any, doc: str, check: Check | None = None) -> Any:
+    """Declare one setting: its default, what it is for, and an optional extra check."""
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _absolute_path(value: str) -> str | None:
+    return None if value.startswith("/") else "must be an absolute path"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of: {', '.join(choices)}"
+
+    return check
+
+
+def _database_url(value: str) -> str | None:
+    if re.match(r"[a-z][a-z0-9+]*://", value):
+        return None
+    return "must be an SQLAlchemy URL such as sqlite:////var/lib/etrn-ext/index.sqlite"
+
+
+def _node_name(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_domain(value)
+    except InvalidDomainError as exc:
+        return exc.reason
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSettings:
+    """[index]: where the SQL view of held mail lives and how writes are batched."""
+
+    url: str = setting(
+        "sqlite:////var/lib/etrn-ext/index.sqlite",
+        "SQLAlchemy URL of the index (SQLite file, or PostgreSQL shared by several relays)",
+        _database_url,
+    )
+    busy_timeout_seconds: float = setting(
+        5.0, "how long to wait for a locked SQLite database before giving up", _positive
+    )
+    batch_max_rows: int = setting(
+        2000, "largest number of writes the batched writer commits in one transaction", _positive
+    )
+    writer_queue_limit: int = setting(
+        100000,
+        "writes that may wait for the database; beyond it they are dropped (run sync)",
+        _positive,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MtaSettings:
+    """[mta]: which MTA this relay runs and where its commands and configuration are."""
+
+    kind: str = setting(
+        "postfix", "the MTA on this relay: postfix or sendmail", _one_of("postfix", "sendmail")
+    )
+    node_name: str = setting(
+        "", "name of this relay in the index (empty: the host name); unique per relay", _node_name
+    )
+    config_directory: str = setting(
+        "/etc/postfix",
+        "Postfix configuration directory, passed to its commands with -c",
+        _absolute_path,
+    )
+    postqueue: str = setting("/usr/sbin/postqueue", "path of postqueue(1)", _absolute_path)
+    postsuper: str = setting("/usr/sbin/postsuper", "path of postsuper(1)", _absolute_path)
+    postconf: str = setting("/usr/sbin/postconf", "path of postconf(1)", _absolute_path)
+    sendmail: str = setting("/usr/sbin/sendmail", "path of the sendmail program", _absolute_path)
+    command_timeout_seconds: float = setting(
+        60.0, "longest an MTA command may run before it is killed", _positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """[log]: how much the programs say, and where syslog files it."""
+
+    level: str = setting(
+        "info", "lowest level logged", _one_of("debug", "info", "warning", "error")
+    )
+    syslog_facility: str = setting(
+        "mail",
+        "syslog facility of the daemons",
+        _one_of(
+            "mail",
+            "daemon",
+            "local0",
+            "local1",
+            "local2",
+            "local3",
+            "local4",
+            "local5",
+            "local6",
+            "local7",
+            "user",
+        ),
+    )
+
+
+SECTIONS: Final[Mapping[str, type]] = {
+    "index": IndexSettings,
+    "mta": MtaSettings,
+    "log": LogSettings,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration, plus where it came from."""
+
+    index: IndexSettings = field(default_factory=IndexSettings)
+    mta: MtaSettings = field(default_factory=MtaSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str | None = None
+    explicit: frozenset[str] = frozenset()
+
+    @property
+    def node(self) -> str:
+        """This relay's name in the index."""
+        return self.mta.node_name or platform.node() or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingInfo:
+    """One row of the settings table, for ``config show`` and the man page check."""
+
+    name: str
+    value: Any
+    default: Any
+    doc: str
+    explicit: bool
+
+
+def _type_error(expected: type, value: Any) -> str | None:
+    if expected is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be a whole number"
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    return None if isinstance(value, str) else "must be a string"
+
+
+_TYPES: Final = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown {kind}{hint}"
+
+
+def _parse_section(name: str, cls: type, values: Any, source: str | None) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(name, "must be a table ([" + name + "])", source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    parsed: dict[str, Any] = {}
+    for key, value in values.items():
+        full = f"{name}.{key}"
+        if key not in fields:
+            known = [f"{name}.{k}" for k in fields]
+            raise ConfigError(full, _unknown("key", full, known), source)
+        meta = fields[key]
+        problem = _type_error(_TYPES[str(meta.type)], value)
+        check = meta.metadata["check"]
+        if problem is None and check is not None:
+            problem = check(value)
+        if problem:
+            raise ConfigError(full, f"{problem} (got {value!r})", source)
+        parsed[key] = float(value) if meta.type == "float" else value
+    return cls(**parsed)
+
+
+def parse_settings(data: Mapping[str, Any], source: str | None = None) -> Settings:
+    """Build ``Settings`` from a parsed TOML document; raises ``ConfigError`` naming the key."""
+    sections: dict[str, Any] = {}
+    explicit: set[str] = set()
+    for name, values in data.items():
+        if name not in SECTIONS:
+            raise ConfigError(name, _unknown("section", name, list(SECTIONS)), source)
+        sections[name] = _parse_section(name, SECTIONS[name], values, source)
+        explicit.update(f"{name}.{key}" for key in values)
+    return Settings(**sections, source=source, explicit=frozenset(explicit))
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str]) -> tuple[str, bool]:
+    """Which file to read, and whether it must exist (only the built-in default may be absent)."""
+    if explicit:
+        return explicit, True
+    if environ.get(CONFIG_ENV):
+        return environ[CONFIG_ENV], True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration (--config, else $ETRN_EXT_CONFIG, else the default)."""
+    chosen, required = config_path(path, os.environ if environ is None else environ)
+    try:
+        text = Path(chosen).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError("", "no such file", chosen) from None
+        return Settings()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read: {exc.strerror}", chosen) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"not valid TOML: {exc}", chosen) from exc
+    return parse_settings(data, chosen)
+
+
+def describe(settings: Settings) -> Iterator[SettingInfo]:
+    """Every setting with its effective value, in file order."""
+    for section_name in SECTIONS:
+        section = getattr(settings, section_name)
+        for meta in dataclasses.fields(section):
+            name = f"{section_name}.{meta.name}"
+            value = getattr(section, meta.name)
+            if name == "mta.node_name" and not value:
+                value = settings.node
+            yield SettingInfo(
+                name, value, meta.default, meta.metadata["doc"], name in settings.explicit
+            )

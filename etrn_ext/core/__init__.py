@@ -1,0 +1,1 @@
+"""The decisions: stdlib only, no I/O, no clock (``now`` is always a parameter)."""

@@ -1,0 +1,122 @@
+"""The domain model: frozen values that cross every layer.
+
+Times are POSIX seconds (floats) everywhere: that is what ``postqueue -j`` reports and
+what both SQLite and PostgreSQL store cheaply. Queue ids read back from the index stay
+plain strings; they pass ``names.parse_queue_id`` again before reaching a command line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from etrn_ext.core.names import DomainName
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class HeldState(StrEnum):
+    """Where one held recipient is in its life; the first two are still in the MTA queue."""
+
+    HELD = "held"
+    FLUSHING = "flushing"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+    GONE = "gone"
+
+
+PENDING_STATES: Final = (HeldState.HELD, HeldState.FLUSHING)
+
+
+class EventKind(StrEnum):
+    """What an audit event records."""
+
+    ETRN = "etrn"
+    FLUSH = "flush"
+    SYNC = "sync"
+    QUOTA = "quota"
+    DOMAIN = "domain"
+
+
+@dataclass(frozen=True, slots=True)
+class EtrnClients:
+    """Who may ask the relay to flush a domain: networks, client host names, SASL logins."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    hosts: tuple[DomainName, ...] = ()
+    sasl_users: tuple[str, ...] = ()
+
+    def as_texts(self) -> list[str]:
+        """The rules as ``--allow`` values, so that they can be typed back in."""
+        return [
+            *(str(network) for network in self.networks),
+            *(str(host) for host in self.hosts),
+            *(f"sasl:{user}" for user in self.sasl_users),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Upper limits on what the relay holds for one domain; ``None`` is unlimited."""
+
+    messages: int | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntermittentDomain:
+    """A registered domain whose mail the relay holds until the site asks for it."""
+
+    name: DomainName
+    include_subdomains: bool = False
+    clients: EtrnClients = field(default_factory=EtrnClients)
+    quota: Quota = field(default_factory=Quota)
+    contacts: tuple[str, ...] = ()
+    note: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecipient:
+    """One recipient of one queued message, as the index last saw it."""
+
+    node: str
+    queue_id: str
+    recipient: str
+    domain: str
+    sender: str
+    size: int
+    arrival_time: float
+    first_seen: float
+    last_seen: float
+    state: HeldState = HeldState.HELD
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An audit record: who did what to which domain, when, and how it ended."""
+
+    at: float
+    kind: EventKind
+    node: str
+    actor: str
+    outcome: str
+    domain: str | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainUsage:
+    """What the index holds for one domain right now."""
+
+    domain: str
+    messages: int = 0
+    recipients: int = 0
+    bytes: int = 0
+    oldest_arrival: float | None = None

@@ -1,0 +1,188 @@
+"""The only door from text to values that may reach an MTA command line.
+
+Every domain name and queue id is parsed here into a value type before any adapter
+sees it; adapters accept these types, never ``str``. The checks are deliberately
+stricter than DNS allows: a name that could be read as an option (``-qfoo``), holds
+shell or whitespace characters, or is not valid IDNA never gets past this module.
+"""
+
+from __future__ import annotations
+
+import encodings.idna
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from etrn_ext.core.errors import InvalidDomainError, InvalidInputError, InvalidQueueIdError
+
+MAX_DOMAIN_LENGTH: Final = 253
+MAX_LABEL_LENGTH: Final = 63
+_LDH_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DomainName:
+    """A validated domain: IDNA A-labels, lower case, no trailing dot."""
+
+    ascii: str
+
+    def __str__(self) -> str:
+        return self.ascii
+
+    @property
+    def unicode(self) -> str:
+        """The name as people write it (U-labels), for display only."""
+        return ".".join(encodings.idna.ToUnicode(label) for label in self.ascii.split("."))
+
+    def parents(self) -> Iterator[DomainName]:
+        """Yield the strict parent domains, nearest first (``a.b.c`` -> ``b.c``, ``c``)."""
+        labels = self.ascii.split(".")
+        for start in range(1, len(labels)):
+            yield DomainName(".".join(labels[start:]))
+
+    def is_within(self, other: DomainName) -> bool:
+        """True for ``other`` itself and any of its subdomains."""
+        return self.ascii == other.ascii or self.ascii.endswith("." + other.ascii)
+
+
+def _has_unsafe_character(text: str) -> str | None:
+    for char in text:
+        if char.isspace():
+            return "contains whitespace"
+        if unicodedata.category(char).startswith("C"):
+            return "contains a control or format character"
+    return None
+
+
+def _to_a_label(label: str, whole: str) -> str:
+    if label.isascii():
+        lowered = label.lower()
+        if lowered.startswith("xn--"):
+            try:
+                round_trip = encodings.idna.ToASCII(encodings.idna.ToUnicode(lowered))
+            except UnicodeError as exc:
+                raise InvalidDomainError(
+                    whole, f"label {label!r} is not valid IDNA ({exc})"
+                ) from exc
+            if round_trip.decode("ascii") != lowered:
+                raise InvalidDomainError(whole, f"label {label!r} is not valid IDNA")
+        return lowered
+    try:
+        return encodings.idna.ToASCII(label).decode("ascii").lower()
+    except UnicodeError as exc:
+        raise InvalidDomainError(whole, f"label {label!r} cannot be IDNA-encoded ({exc})") from exc
+
+
+def parse_domain(text: str) -> DomainName:
+    """Validate and normalise a domain name (IDNA, lower case, one trailing dot allowed)."""
+    if not isinstance(text, str):
+        raise InvalidDomainError(repr(text), "not text")
+    if not text:
+        raise InvalidDomainError(text, "empty")
+    if text.startswith("-"):
+        raise InvalidDomainError(text, "must not start with '-'")
+    unsafe = _has_unsafe_character(text)
+    if unsafe:
+        raise InvalidDomainError(text, unsafe)
+    name = text[:-1] if text.endswith(".") else text
+    if len(name) > 4 * MAX_DOMAIN_LENGTH:
+        raise InvalidDomainError(text[:40] + "...", f"longer than {MAX_DOMAIN_LENGTH} characters")
+    labels = name.split(".")
+    if any(not label for label in labels):
+        raise InvalidDomainError(text, "empty label")
+    a_labels = [_to_a_label(label, text) for label in labels]
+    for label in a_labels:
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidDomainError(text, f"label longer than {MAX_LABEL_LENGTH} characters")
+        if not _LDH_LABEL.match(label):
+            raise InvalidDomainError(
+                text, f"label {label!r} may hold only letters, digits and inner hyphens"
+            )
+    ascii_name = ".".join(a_labels)
+    if len(ascii_name) > MAX_DOMAIN_LENGTH:
+        raise InvalidDomainError(text, f"longer than {MAX_DOMAIN_LENGTH} characters")
+    if a_labels[-1].isdigit():
+        raise InvalidDomainError(text, "top-level label is numeric (an address is not a domain)")
+    return DomainName(ascii_name)
+
+
+def domain_of_address(address: str) -> DomainName:
+    """The domain part of ``local@domain`` (the last ``@`` decides, as in RFC 5321)."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        raise InvalidDomainError(address, "not an address of the form local@domain")
+    return parse_domain(domain)
+
+
+# --- queue ids ----------------------------------------------------------------------------
+
+_POSTFIX_SHORT: Final = re.compile(r"[0-9A-F]{6,16}\Z")
+# Long ids: time in a 52-letter alphabet (digits and consonants, no lower-case z), a 'z',
+# then the inode number in the same alphabet (postconf(5) enable_long_queue_ids).
+_LONG_ALPHABET: Final = "0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy"
+_POSTFIX_LONG: Final = re.compile(rf"[{_LONG_ALPHABET}]{{10,}}z[{_LONG_ALPHABET}]+\Z")
+# Sendmail 8.12+: YMDhms and a two-character sequence in base 60, then the pid.
+_SENDMAIL: Final = re.compile(r"[0-9A-Za-x]{8}[0-9]{5,10}\Z")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class QueueId:
+    """A validated MTA queue id; ``syntax`` says which MTA's format it matched."""
+
+    value: str
+    syntax: str
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_queue_id(text: str) -> QueueId:
+    """Accept Postfix short, Postfix long and Sendmail queue ids; refuse anything else."""
+    if not isinstance(text, str) or not text:
+        raise InvalidQueueIdError(repr(text), "empty")
+    if text.startswith("-"):
+        raise InvalidQueueIdError(text, "must not start with '-'")
+    for syntax, pattern in (
+        ("postfix-short", _POSTFIX_SHORT),
+        ("postfix-long", _POSTFIX_LONG),
+        ("sendmail", _SENDMAIL),
+    ):
+        if pattern.match(text):
+            return QueueId(text, syntax)
+    raise InvalidQueueIdError(text, "not a Postfix or Sendmail queue id")
+
+
+# --- other names that end up in the index --------------------------------------------------
+
+MAX_LOCAL_PART: Final = 64
+_LOCAL_PART_FORBIDDEN: Final = frozenset('<>()[]\\,;:"@')
+
+
+def parse_mailbox(text: str) -> str:
+    """Validate a plain ``local@domain`` contact address; returns it with the domain normalised."""
+    local, at, _domain = text.rpartition("@")
+    if not at or not local:
+        raise InvalidInputError("address", text, "expected local@domain")
+    if text.startswith("-"):
+        raise InvalidInputError("address", text, "must not start with '-'")
+    unsafe = _has_unsafe_character(text)
+    if unsafe:
+        raise InvalidInputError("address", text, unsafe)
+    if len(local) > MAX_LOCAL_PART or _LOCAL_PART_FORBIDDEN.intersection(local):
+        raise InvalidInputError("address", text, "unsupported local part")
+    return f"{local}@{domain_of_address(text)}"
+
+
+MAX_SASL_NAME: Final = 255
+
+
+def parse_sasl_username(text: str) -> str:
+    """A SASL login name as Postfix reports it in ``sasl_username``."""
+    if not text or len(text) > MAX_SASL_NAME:
+        raise InvalidInputError("SASL user name", text, f"must be 1 to {MAX_SASL_NAME} characters")
+    unsafe = _has_unsafe_character(text)
+    if unsafe:
+        raise InvalidInputError("SASL user name", text, unsafe)
+    return text

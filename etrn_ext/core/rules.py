@@ -1,0 +1,53 @@
+"""Pure decisions: values in, value out; every front end shares them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
+from etrn_ext.core.names import DomainName
+
+
+def registered_domain_for(
+    domain: DomainName, registry: Mapping[str, IntermittentDomain]
+) -> IntermittentDomain | None:
+    """The registry entry that holds mail for ``domain``, if any.
+
+    The domain itself wins; otherwise the nearest parent registered with subdomains
+    included (the same walk Postfix does for ``.parent`` entries in transport_maps).
+    """
+    entry = registry.get(domain.ascii)
+    if entry is not None:
+        return entry
+    for parent in domain.parents():
+        entry = registry.get(parent.ascii)
+        if entry is not None and entry.include_subdomains:
+            return entry
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """How full a domain's quota is, in percent; ``None`` where there is no limit."""
+
+    messages_percent: float | None
+    bytes_percent: float | None
+
+    @property
+    def highest(self) -> float | None:
+        known = [p for p in (self.messages_percent, self.bytes_percent) if p is not None]
+        return max(known) if known else None
+
+
+def _percent(used: int, limit: int | None) -> float | None:
+    if limit is None:
+        return None
+    if limit == 0:
+        return 0.0 if used == 0 else 100.0
+    return 100.0 * used / limit
+
+
+def quota_use(quota: Quota, usage: DomainUsage) -> QuotaUse:
+    """Share of the message and byte quotas that the held mail takes up."""
+    return QuotaUse(_percent(usage.messages, quota.messages), _percent(usage.bytes, quota.bytes))

@@ -1,0 +1,146 @@
+"""Tables of the index and the versioned, in-place schema upgrade.
+
+We use a small migration runner rather than Alembic: the schema is four tables, the
+programs must start fast (Alembic's import alone costs more than our CLI budget), and
+every upgrade step has to run unattended from a daemon or ``etrnctl`` on SQLite and
+PostgreSQL alike. A fresh index is created from the current tables and stamped with
+``SCHEMA_VERSION``; an older one runs the steps in ``UPGRADES`` one transaction each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    select,
+    text,
+)
+
+from etrn_ext.core.errors import SchemaVersionError
+
+SCHEMA_VERSION: Final = 1
+
+# Pending rows are selected with this literal condition everywhere, so that the
+# partial index below matches the queries (SQLite cannot match bound parameters).
+PENDING_CONDITION: Final = text("state IN ('held', 'flushing')")
+
+_ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+schema_info = Table(
+    "etrn_schema",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+domains = Table(
+    "etrn_domains",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("include_subdomains", Boolean, nullable=False),
+    Column("allow", JSON, nullable=False),
+    Column("quota_messages", BigInteger),
+    Column("quota_bytes", BigInteger),
+    Column("contacts", JSON, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+held = Table(
+    "etrn_held",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("queue_id", String(32), nullable=False),
+    Column("node", String(253), nullable=False),
+    Column("recipient", String(512), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("sender", String(512), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("arrival_time", Float, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    # queue_id first: "show QUEUE_ID" looks messages up across relays of a shared index.
+    UniqueConstraint("queue_id", "node", "recipient", name="uq_etrn_held_recipient"),
+    # Covers the per-domain summary and held_for() over pending rows only.
+    Index(
+        "ix_etrn_held_pending",
+        "domain",
+        "node",
+        "queue_id",
+        "arrival_time",
+        "size",
+        sqlite_where=PENDING_CONDITION,
+        postgresql_where=PENDING_CONDITION,
+    ),
+)
+
+events = Table(
+    "etrn_events",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("node", String(253), nullable=False),
+    Column("domain", String(253)),
+    Column("actor", String(512), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_etrn_events_domain_at", "domain", "at"),
+)
+
+Upgrade = Callable[[Connection], None]
+
+# UPGRADES[n] turns a version n-1 index into version n.
+UPGRADES: Final[Mapping[int, Upgrade]] = {}
+
+
+def current_version(connection: Connection) -> int | None:
+    """The stamped schema version, or ``None`` for an empty database."""
+    if not inspect(connection).has_table(schema_info.name):
+        return None
+    return connection.execute(select(schema_info.c.version)).scalar_one_or_none()
+
+
+def ensure_schema(
+    engine: Engine,
+    target: int = SCHEMA_VERSION,
+    upgrades: Mapping[int, Upgrade] = UPGRADES,
+) -> int:
+    """Create or upgrade the schema in place; returns the version found before (0 if none)."""
+    with engine.begin() as connection:
+        found = current_version(connection)
+        if found is None:
+            metadata.create_all(connection)
+            connection.execute(schema_info.insert().values(version=target))
+            return 0
+    if found > target:
+        raise SchemaVersionError(
+            engine.url.render_as_string(hide_password=True),
+            f"schema version {found} is newer than this etrn-ext understands ({target}); "
+            "upgrade etrn-ext",
+        )
+    for version in range(found + 1, target + 1):
+        with engine.begin() as connection:
+            upgrades[version](connection)
+            connection.execute(schema_info.update().values(version=version))
+    return found

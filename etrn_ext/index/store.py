@@ -1,0 +1,301 @@
+"""IndexStore: every read and write of the index goes through these methods.
+
+The store turns rows into ``core.model`` values and back; it makes no decisions.
+Database errors leave it as ``IndexUnavailableError`` so front ends can say which
+index failed and why without knowing SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from etrn_ext.config import IndexSettings
+from etrn_ext.core.errors import DomainExistsError, IndexUnavailableError, UnknownDomainError
+from etrn_ext.core.model import (
+    DomainUsage,
+    Event,
+    EventKind,
+    HeldRecipient,
+    HeldState,
+    IntermittentDomain,
+    Quota,
+)
+from etrn_ext.core.names import DomainName
+from etrn_ext.core.registry import clients_from_texts
+from etrn_ext.index.engine import make_engine
+from etrn_ext.index.schema import PENDING_CONDITION, domains, ensure_schema, events, held
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_HELD_UPDATED_ON_CONFLICT = (
+    "domain",
+    "sender",
+    "size",
+    "arrival_time",
+    "last_seen",
+    "state",
+    "reason",
+)
+
+
+def _reports_database_errors(
+    method: Callable[Concatenate[IndexStore, P], R],
+) -> Callable[Concatenate[IndexStore, P], R]:
+    """Turn SQLAlchemy failures into ``IndexUnavailableError`` carrying the (password-free) URL."""
+
+    @functools.wraps(method)
+    def wrapper(store: IndexStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(store, *args, **kwargs)
+        except (IntegrityError, IndexUnavailableError):
+            raise
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            raise IndexUnavailableError(store.url, str(cause).splitlines()[0]) from exc
+
+    return wrapper
+
+
+def _domain_values(domain: IntermittentDomain) -> dict[str, Any]:
+    return {
+        "name": domain.name.ascii,
+        "include_subdomains": domain.include_subdomains,
+        "allow": domain.clients.as_texts(),
+        "quota_messages": domain.quota.messages,
+        "quota_bytes": domain.quota.bytes,
+        "contacts": list(domain.contacts),
+        "note": domain.note,
+        "created_at": domain.created_at,
+        "updated_at": domain.updated_at,
+    }
+
+
+def _domain_from_row(row: Row[Any]) -> IntermittentDomain:
+    return IntermittentDomain(
+        name=DomainName(row.name),
+        include_subdomains=row.include_subdomains,
+        clients=clients_from_texts(row.allow),
+        quota=Quota(row.quota_messages, row.quota_bytes),
+        contacts=tuple(row.contacts),
+        note=row.note,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def held_values(row: HeldRecipient) -> dict[str, Any]:
+    """Column values of one held recipient, as the batched writer sends them."""
+    return {
+        "queue_id": row.queue_id,
+        "node": row.node,
+        "recipient": row.recipient,
+        "domain": row.domain,
+        "sender": row.sender,
+        "size": row.size,
+        "arrival_time": row.arrival_time,
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
+        "state": row.state.value,
+        "reason": row.reason,
+    }
+
+
+def _held_from_row(row: Row[Any]) -> HeldRecipient:
+    return HeldRecipient(
+        node=row.node,
+        queue_id=row.queue_id,
+        recipient=row.recipient,
+        domain=row.domain,
+        sender=row.sender,
+        size=row.size,
+        arrival_time=row.arrival_time,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        state=HeldState(row.state),
+        reason=row.reason,
+    )
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    """Column values of one audit event."""
+    return {
+        "at": event.at,
+        "kind": event.kind.value,
+        "node": event.node,
+        "domain": event.domain,
+        "actor": event.actor,
+        "outcome": event.outcome,
+        "detail": dict(event.detail),
+    }
+
+
+def _event_from_row(row: Row[Any]) -> Event:
+    return Event(
+        at=row.at,
+        kind=EventKind(row.kind),
+        node=row.node,
+        actor=row.actor,
+        outcome=row.outcome,
+        domain=row.domain,
+        detail=row.detail,
+    )
+
+
+class IndexStore:
+    """The index of one etrn-ext installation (shared by relays when on PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, settings: IndexSettings) -> IndexStore:
+        """Open the index named by the settings, creating or upgrading its schema."""
+        engine = make_engine(settings)
+        store = cls(engine)
+        store.prepare()
+        return store
+
+    @_reports_database_errors
+    def prepare(self) -> int:
+        """Create or upgrade the schema; returns the version found before (0: new index)."""
+        return ensure_schema(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- registry ---------------------------------------------------------------------
+
+    @_reports_database_errors
+    def add_domain(self, domain: IntermittentDomain) -> None:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(domains.insert().values(_domain_values(domain)))
+        except IntegrityError as exc:
+            raise DomainExistsError(domain.name.ascii) from exc
+
+    @_reports_database_errors
+    def save_domain(self, domain: IntermittentDomain) -> None:
+        """Replace an existing entry (its name cannot change)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(domains)
+                .where(domains.c.name == domain.name.ascii)
+                .values(_domain_values(domain))
+            )
+            if result.rowcount == 0:
+                raise UnknownDomainError(domain.name.ascii)
+
+    @_reports_database_errors
+    def remove_domain(self, name: DomainName, *, with_held_rows: bool) -> None:
+        """Delete the entry, and its held rows when asked (the mail itself stays queued)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(domains).where(domains.c.name == name.ascii))
+            if result.rowcount == 0:
+                raise UnknownDomainError(name.ascii)
+            if with_held_rows:
+                connection.execute(delete(held).where(held.c.domain == name.ascii))
+
+    @_reports_database_errors
+    def get_domain(self, name: DomainName) -> IntermittentDomain | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(domains).where(domains.c.name == name.ascii)).first()
+        return _domain_from_row(row) if row else None
+
+    @_reports_database_errors
+    def list_domains(self) -> list[IntermittentDomain]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(domains).order_by(domains.c.name))
+            return [_domain_from_row(row) for row in rows]
+
+    # --- held mail --------------------------------------------------------------------
+
+    @_reports_database_errors
+    def write_batch(
+        self, held_rows: Sequence[dict[str, Any]], event_rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Upsert held recipients and append events in one transaction (the writer's unit)."""
+        with self.engine.begin() as connection:
+            if held_rows:
+                dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+                insert = dialect.insert(held)
+                connection.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["queue_id", "node", "recipient"],
+                        set_={name: insert.excluded[name] for name in _HELD_UPDATED_ON_CONFLICT},
+                    ),
+                    list(held_rows),
+                )
+            if event_rows:
+                connection.execute(events.insert(), list(event_rows))
+
+    def record_held(self, rows: Iterable[HeldRecipient]) -> None:
+        """Write held recipients now (the CLI's path; daemons use the batched writer)."""
+        self.write_batch([held_values(row) for row in rows], [])
+
+    def record_event(self, event: Event) -> None:
+        self.write_batch([], [event_values(event)])
+
+    @_reports_database_errors
+    def held_for(self, domain: DomainName) -> list[HeldRecipient]:
+        """Pending recipients of one domain (all relays), oldest first."""
+        query = (
+            select(held)
+            .where(held.c.domain == domain.ascii, PENDING_CONDITION)
+            .order_by(held.c.arrival_time, held.c.queue_id, held.c.recipient)
+        )
+        with self.engine.connect() as connection:
+            return [_held_from_row(row) for row in connection.execute(query)]
+
+    @_reports_database_errors
+    def count_pending(self, domain: DomainName) -> int:
+        query = (
+            select(func.count())
+            .select_from(held)
+            .where(held.c.domain == domain.ascii, PENDING_CONDITION)
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    @_reports_database_errors
+    def usage_by_domain(self, only: DomainName | None = None) -> dict[str, DomainUsage]:
+        """Per domain: pending messages, recipients, bytes (once per message), oldest arrival."""
+        pending = select(
+            held.c.domain,
+            func.count().label("recipients"),
+            func.max(held.c.size).label("size"),
+            func.min(held.c.arrival_time).label("arrival"),
+        ).where(PENDING_CONDITION)
+        if only is not None:
+            pending = pending.where(held.c.domain == only.ascii)
+        per_message = pending.group_by(held.c.domain, held.c.node, held.c.queue_id).subquery()
+        query = select(
+            per_message.c.domain,
+            func.count(),
+            func.sum(per_message.c.recipients),
+            func.sum(per_message.c.size),
+            func.min(per_message.c.arrival),
+        ).group_by(per_message.c.domain)
+        with self.engine.connect() as connection:
+            return {
+                row[0]: DomainUsage(row[0], int(row[1]), int(row[2]), int(row[3]), row[4])
+                for row in connection.execute(query)
+            }
+
+    # --- events -----------------------------------------------------------------------
+
+    @_reports_database_errors
+    def events_for(self, domain: DomainName | None = None, limit: int = 50) -> list[Event]:
+        """The newest events, optionally of one domain, newest first."""
+        query = select(events).order_by(events.c.at.desc(), events.c.id.desc()).limit(limit)
+        if domain is not None:
+            query = query.where(events.c.domain == domain.ascii)
+        with self.engine.connect() as connection:
+            return [_event_from_row(row) for row in connection.execute(query)]

@@ -1,0 +1,38 @@
+"""Logging in the MTA admins' style: one line per event, queue id first, syslog ident = program.
+
+Daemons log to syslog (facility from ``[log] syslog_facility``) when ``/dev/log`` exists and
+to stderr otherwise; ``etrnctl`` logs warnings and errors to stderr, where people see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from typing import Final
+
+from etrn_ext.config import LogSettings
+
+SYSLOG_SOCKET: Final = "/dev/log"
+
+
+def setup_logging(
+    program: str, settings: LogSettings, *, to_syslog: bool, level: str | None = None
+) -> None:
+    """Send ``etrn_ext`` logs to syslog (as ``program[pid]``) or to stderr (as ``program:``)."""
+    handler: logging.Handler
+    if to_syslog and os.path.exists(SYSLOG_SOCKET):
+        handler = logging.handlers.SysLogHandler(
+            address=SYSLOG_SOCKET,
+            facility=logging.handlers.SysLogHandler.facility_names[settings.syslog_facility],
+        )
+        handler.setFormatter(logging.Formatter(f"{program}[%(process)d]: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{program}: %(levelname)s: %(message)s"))
+    root = logging.getLogger("etrn_ext")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel((level or settings.level).upper())

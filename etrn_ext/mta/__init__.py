@@ -1,0 +1,1 @@
+"""MTA adapters behind one small interface; the only code that runs MTA commands."""

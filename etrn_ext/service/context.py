@@ -1,0 +1,46 @@
+"""What a use case needs: settings, a clock, who is acting, and lazily opened adapters."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from collections.abc import Callable
+from functools import cached_property
+
+from etrn_ext.config import Settings
+from etrn_ext.index.store import IndexStore
+
+
+def local_actor() -> str:
+    """Who runs a local command, as an audit trail wants it (``root via sudo from ann``)."""
+    user = getpass.getuser()
+    sudo_user = os.environ.get("SUDO_USER")
+    return f"{user} via sudo from {sudo_user}" if sudo_user and sudo_user != user else user
+
+
+class Context:
+    """Per-invocation state shared by the use cases; ``close()`` releases what was opened."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        actor: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.actor = actor
+        self.clock = clock
+
+    @property
+    def node(self) -> str:
+        return self.settings.node
+
+    @cached_property
+    def store(self) -> IndexStore:
+        return IndexStore.open(self.settings.index)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,122 @@
+"""Shared fixtures: warning guard, config files, real databases, private Postfix, fake site."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from etrn_ext.config import IndexSettings
+from etrn_ext.index.store import IndexStore
+from etrn_ext.testing.loopback import free_loopback_address
+from etrn_ext.testing.postfix import PrivatePostfix, postfix_missing
+from etrn_ext.testing.postgres import PrivatePostgres, postgres_missing
+from etrn_ext.testing.site import SITE_PORT, FakeSite
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(missing: str | None) -> None:
+    """Skip when a real dependency is missing, except in CI, where that is a failure."""
+    if missing is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but {missing}", pytrace=False)
+    pytest.skip(missing)
+
+
+# --- warnings fail tests --------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_warnings(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Any etrn_ext record at WARNING or above fails the test unless it says ``expect_log``."""
+    caplog.set_level(logging.INFO, logger="etrn_ext")
+    yield
+    expected = [(mark.args[0], mark.args[1]) for mark in request.node.iter_markers("expect_log")]
+    for record in caplog.get_records("call"):
+        if record.levelno < logging.WARNING or not record.name.startswith("etrn_ext"):
+            continue
+        message = record.getMessage()
+        if not any(record.levelname == level and text in message for level, text in expected):
+            pytest.fail(f"unexpected log record: {record.levelname} {record.name}: {message}")
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a TOML configuration into the test's directory and return its path."""
+
+    def write(text: str, name: str = "etrn-ext.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+# --- databases ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivatePostgres]:
+    require(postgres_missing())
+    cluster = PrivatePostgres().start()
+    yield cluster
+    cluster.stop()
+    cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty index, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/index.sqlite"
+    cluster: PrivatePostgres = request.getfixturevalue("postgres_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture
+def store(index_url: str) -> Iterator[IndexStore]:
+    opened = IndexStore.open(IndexSettings(url=index_url))
+    yield opened
+    opened.close()
+
+
+# --- a private Postfix relay and the site behind it -------------------------------------
+
+
+@pytest.fixture
+def fake_site() -> Iterator[FakeSite]:
+    site = FakeSite(free_loopback_address((SITE_PORT,))).start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def make_relay(fake_site: FakeSite) -> Iterator[Callable[..., PrivatePostfix]]:
+    """Start private Postfix relays for this test; all are stopped at its end."""
+    require(postfix_missing())
+    started: list[PrivatePostfix] = []
+
+    def make(**options: object) -> PrivatePostfix:
+        relay = PrivatePostfix(
+            address=free_loopback_address((25,)),
+            site_address=fake_site.address,
+            site_port=fake_site.port,
+            **options,  # type: ignore[arg-type]
+        )
+        started.append(relay)
+        return relay.start()
+
+    yield make
+    for relay in started:
+        relay.stop()
+        relay.remove()

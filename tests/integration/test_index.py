@@ -1,0 +1,225 @@
+"""The SQL index on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+
+from etrn_ext.config import IndexSettings
+from etrn_ext.core.errors import (
+    DomainExistsError,
+    IndexUnavailableError,
+    SchemaVersionError,
+    UnknownDomainError,
+)
+from etrn_ext.core.model import Event, EventKind, HeldRecipient, HeldState
+from etrn_ext.core.names import DomainName
+from etrn_ext.core.registry import DomainChanges, new_domain
+from etrn_ext.index.engine import make_engine
+from etrn_ext.index.schema import SCHEMA_VERSION, current_version, ensure_schema
+from etrn_ext.index.store import IndexStore
+from etrn_ext.index.writer import BatchWriter
+
+SITE = DomainName("site.example")
+
+
+def held(
+    queue_id: str,
+    recipient: str,
+    *,
+    size: int = 1000,
+    arrival: float = 100.0,
+    node: str = "relay1",
+    state: HeldState = HeldState.HELD,
+    domain: str = "site.example",
+) -> HeldRecipient:
+    return HeldRecipient(
+        node=node,
+        queue_id=queue_id,
+        recipient=recipient,
+        domain=domain,
+        sender="alice@example.org",
+        size=size,
+        arrival_time=arrival,
+        first_seen=arrival,
+        last_seen=arrival,
+        state=state,
+    )
+
+
+def test_registry_round_trip(store: IndexStore) -> None:
+    domain = new_domain(
+        "site.example",
+        DomainChanges(
+            allow=("192.0.2.0/24", "sasl:bob"),
+            quota_messages="5",
+            quota_bytes="1M",
+            contacts=("ops@site.example",),
+            note="ship",
+        ),
+        now=10.0,
+    )
+    store.add_domain(domain)
+    assert store.get_domain(SITE) == domain
+    assert store.list_domains() == [domain]
+    with pytest.raises(DomainExistsError):
+        store.add_domain(domain)
+
+
+def test_save_and_remove_unknown_domain(store: IndexStore) -> None:
+    ghost = new_domain("ghost.example", DomainChanges(), now=1.0)
+    with pytest.raises(UnknownDomainError):
+        store.save_domain(ghost)
+    with pytest.raises(UnknownDomainError):
+        store.remove_domain(ghost.name, with_held_rows=True)
+
+
+def test_usage_counts_each_message_once(store: IndexStore) -> None:
+    store.record_held(
+        [
+            held("A1", "a@site.example", size=1000, arrival=100.0),
+            held("A1", "b@site.example", size=1000, arrival=100.0),
+            held("B2", "c@site.example", size=500, arrival=50.0),
+            held("B2", "c@site.example", size=500, arrival=50.0, node="relay2"),
+            held("C3", "d@site.example", size=99, state=HeldState.DELIVERED),
+            held("D4", "e@other.example", size=7, domain="other.example"),
+        ]
+    )
+    usage = store.usage_by_domain()
+    site = usage["site.example"]
+    assert (site.messages, site.recipients, site.bytes, site.oldest_arrival) == (3, 4, 2000, 50.0)
+    assert usage["other.example"].bytes == 7
+    assert store.usage_by_domain(only=SITE).keys() == {"site.example"}
+    assert [(row.queue_id, row.node) for row in store.held_for(SITE)] == [
+        ("B2", "relay1"),
+        ("B2", "relay2"),
+        ("A1", "relay1"),
+        ("A1", "relay1"),
+    ]
+    assert store.count_pending(SITE) == 4
+
+
+def test_upsert_keeps_first_seen_and_updates_state(store: IndexStore) -> None:
+    store.record_held([held("A1", "a@site.example", arrival=100.0)])
+    later = HeldRecipient(
+        node="relay1",
+        queue_id="A1",
+        recipient="a@site.example",
+        domain="site.example",
+        sender="alice@example.org",
+        size=1000,
+        arrival_time=100.0,
+        first_seen=500.0,
+        last_seen=500.0,
+        state=HeldState.FLUSHING,
+        reason="deferred transport",
+    )
+    store.record_held([later])
+    [row] = store.held_for(SITE)
+    assert (row.first_seen, row.last_seen, row.state, row.reason) == (
+        100.0,
+        500.0,
+        HeldState.FLUSHING,
+        "deferred transport",
+    )
+
+
+def test_remove_domain_drops_its_rows(store: IndexStore) -> None:
+    store.add_domain(new_domain("site.example", DomainChanges(), now=1.0))
+    store.record_held([held("A1", "a@site.example")])
+    store.remove_domain(SITE, with_held_rows=True)
+    assert store.held_for(SITE) == []
+    assert store.get_domain(SITE) is None
+
+
+def test_events_newest_first(store: IndexStore) -> None:
+    for at, outcome in [(1.0, "first"), (3.0, "third"), (2.0, "second")]:
+        store.record_event(
+            Event(
+                at=at,
+                kind=EventKind.ETRN,
+                node="relay1",
+                actor="192.0.2.1",
+                outcome=outcome,
+                domain="site.example",
+                detail={"client": "192.0.2.1"},
+            )
+        )
+    store.record_event(
+        Event(at=4.0, kind=EventKind.SYNC, node="relay1", actor="root", outcome="ok")
+    )
+    assert [e.outcome for e in store.events_for(SITE)] == ["third", "second", "first"]
+    assert store.events_for(limit=1)[0].kind is EventKind.SYNC
+    assert store.events_for(SITE)[0].detail == {"client": "192.0.2.1"}
+
+
+def test_batched_writer_commits_in_few_transactions(store: IndexStore) -> None:
+    writer = BatchWriter(store, max_rows=1000, queue_limit=10_000)
+    for number in range(500):
+        assert writer.submit_held(
+            [held(f"{number:06X}", "a@site.example"), held(f"{number:06X}", "b@site.example")]
+        )
+    writer.start()
+    assert writer.flush(timeout=30)
+    writer.close(timeout=30)
+    assert store.count_pending(SITE) == 1000
+    assert writer.stats.committed == 1000
+    assert writer.stats.transactions <= 2
+
+
+@pytest.mark.expect_log("WARNING", "index writer queue full")
+def test_writer_drops_rather_than_blocks_when_full(store: IndexStore) -> None:
+    writer = BatchWriter(store, max_rows=10, queue_limit=2)
+    assert writer.submit_held([held("AAAAAA", "a@site.example")])
+    assert writer.submit_held([held("BBBBBB", "a@site.example")])
+    assert not writer.submit_held([held("CCCCCC", "a@site.example")])
+    assert writer.stats.dropped == 1
+
+
+def test_schema_is_versioned_and_created_once(index_url: str) -> None:
+    engine = make_engine(IndexSettings(url=index_url))
+    assert ensure_schema(engine) == 0
+    assert ensure_schema(engine) == SCHEMA_VERSION
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION
+        assert {"etrn_domains", "etrn_held", "etrn_events"} <= set(
+            inspect(connection).get_table_names()
+        )
+    engine.dispose()
+
+
+def test_upgrade_steps_run_in_order(index_url: str) -> None:
+    engine = make_engine(IndexSettings(url=index_url))
+    ensure_schema(engine)
+
+    def add_column(connection):  # type: ignore[no-untyped-def]
+        connection.execute(text("ALTER TABLE etrn_domains ADD COLUMN lifetime_seconds FLOAT"))
+
+    assert (
+        ensure_schema(engine, target=SCHEMA_VERSION + 1, upgrades={SCHEMA_VERSION + 1: add_column})
+        == SCHEMA_VERSION
+    )
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION + 1
+        columns = {column["name"] for column in inspect(connection).get_columns("etrn_domains")}
+    assert "lifetime_seconds" in columns
+    with pytest.raises(SchemaVersionError, match="newer than this etrn-ext"):
+        ensure_schema(engine)
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = IndexStore.open(IndexSettings(url=f"sqlite:///{tmp_path}/sub/dir/index.sqlite"))
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    store.close()
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(IndexUnavailableError, match="cannot create"):
+        IndexStore.open(IndexSettings(url=f"sqlite:///{blocker}/index.sqlite"))
+    with pytest.raises(IndexUnavailableError, match="postgresql"):
+        IndexStore.open(IndexSettings(url=f"postgresql+psycopg://nobody@/none?host={tmp_path}"))

@@ -1,0 +1,109 @@
+"""Configuration is validated completely at start-up and errors name the key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from etrn_ext.config import DEFAULT_CONFIG_PATH, describe, load_settings, parse_settings
+from etrn_ext.core.errors import ConfigError
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(environ={})
+    assert settings.source is None
+    assert settings.mta.postqueue == "/usr/sbin/postqueue"
+    assert settings.index.url.startswith("sqlite:////var/lib/etrn-ext/")
+
+
+def test_file_values_and_explicit_keys(write_config: Callable[[str], Path]) -> None:
+    path = write_config('[mta]\nconfig_directory = "/tmp/pf"\ncommand_timeout_seconds = 5\n')
+    settings = load_settings(str(path), environ={})
+    assert settings.mta.config_directory == "/tmp/pf"
+    assert settings.mta.command_timeout_seconds == 5.0
+    assert settings.explicit == {"mta.config_directory", "mta.command_timeout_seconds"}
+    shown = {info.name: info for info in describe(settings)}
+    assert shown["mta.config_directory"].explicit
+    assert not shown["mta.postqueue"].explicit
+
+
+def test_environment_names_the_file(write_config: Callable[[str], Path]) -> None:
+    path = write_config('[log]\nlevel = "debug"\n')
+    assert load_settings(environ={"ETRN_EXT_CONFIG": str(path)}).log.level == "debug"
+    assert (
+        load_settings(str(path), environ={"ETRN_EXT_CONFIG": "/nonexistent"}).log.level == "debug"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        pytest.param(
+            '[mta]\npostqueue_comand = "/x"\n',
+            "mta.postqueue_comand",
+            "did you mean mta.postqueue",
+            id="misspelt-key",
+        ),
+        pytest.param(
+            '[mtaa]\nkind = "postfix"\n', "mtaa", "did you mean mta", id="misspelt-section"
+        ),
+        pytest.param('[mta]\nkind = "exim"\n', "mta.kind", "must be one of", id="bad-choice"),
+        pytest.param(
+            '[mta]\npostqueue = "postqueue"\n', "mta.postqueue", "absolute path", id="relative-path"
+        ),
+        pytest.param(
+            "[mta]\ncommand_timeout_seconds = 0\n",
+            "mta.command_timeout_seconds",
+            "greater than 0",
+            id="zero-timeout",
+        ),
+        pytest.param(
+            '[mta]\ncommand_timeout_seconds = "5"\n',
+            "mta.command_timeout_seconds",
+            "must be a number",
+            id="string-number",
+        ),
+        pytest.param(
+            "[index]\nbatch_max_rows = 1.5\n",
+            "index.batch_max_rows",
+            "whole number",
+            id="float-int",
+        ),
+        pytest.param(
+            "[index]\nbatch_max_rows = true\n",
+            "index.batch_max_rows",
+            "whole number",
+            id="bool-int",
+        ),
+        pytest.param(
+            '[index]\nurl = "index.sqlite"\n', "index.url", "SQLAlchemy URL", id="bad-url"
+        ),
+        pytest.param(
+            '[mta]\nnode_name = "-relay"\n', "mta.node_name", "must not start", id="bad-node"
+        ),
+        pytest.param('mta = "x"\n', "mta", "must be a table", id="section-not-table"),
+    ],
+)
+def test_bad_values_name_the_key(
+    text: str, key: str, reason: str, write_config: Callable[[str], Path]
+) -> None:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(path), environ={})
+    assert caught.value.key == key
+    assert reason in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_unreadable_and_broken_files(write_config: Callable[[str], Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(str(tmp_path / "missing.toml"), environ={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(str(write_config("[mta\n")), environ={})
+
+
+def test_default_path_is_documented_constant() -> None:
+    assert DEFAULT_CONFIG_PATH == "/etc/etrn-ext/etrn-ext.toml"
+    assert parse_settings({}).explicit == frozenset()
