@@ -41,6 +41,10 @@ def _absolute_path(value: str) -> str | None:
     return None if value.startswith("/") else "must be an absolute path"
 
 
+def _absolute_path_or_empty(value: str) -> str | None:
+    return _absolute_path(value) if value else None
+
+
 def _one_of(*choices: str) -> Check:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of: {', '.join(choices)}"
@@ -104,9 +108,15 @@ class MtaSettings:
     postqueue: str = setting("/usr/sbin/postqueue", "path of postqueue(1)", _absolute_path)
     postsuper: str = setting("/usr/sbin/postsuper", "path of postsuper(1)", _absolute_path)
     postconf: str = setting("/usr/sbin/postconf", "path of postconf(1)", _absolute_path)
+    postmap: str = setting("/usr/sbin/postmap", "path of postmap(1)", _absolute_path)
     sendmail: str = setting("/usr/sbin/sendmail", "path of the sendmail program", _absolute_path)
     command_timeout_seconds: float = setting(
         60.0, "longest an MTA command may run before it is killed", _positive
+    )
+    mail_log: str = setting(
+        "",
+        "MTA log file read by sync to tell delivered from bounced mail (empty: not read)",
+        _absolute_path_or_empty,
     )
 
 

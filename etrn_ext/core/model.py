@@ -77,6 +77,7 @@ class IntermittentDomain:
     quota: Quota = field(default_factory=Quota)
     contacts: tuple[str, ...] = ()
     note: str = ""
+    expected_outage_seconds: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -120,3 +121,41 @@ class DomainUsage:
     recipients: int = 0
     bytes: int = 0
     oldest_arrival: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    """A recipient the MTA still has to deliver, with the reason of its last deferral."""
+
+    address: str
+    delay_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One message in the MTA queue, with its still-pending recipients only."""
+
+    queue_id: str
+    queue_name: str
+    arrival_time: float
+    size: int
+    sender: str
+    recipients: tuple[QueuedRecipient, ...]
+
+
+class Outcome(StrEnum):
+    """How a recipient left the queue, as the MTA's log tells it."""
+
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A final status from the mail log; an empty ``recipient`` covers the whole message."""
+
+    queue_id: str
+    recipient: str
+    outcome: Outcome
+    text: str = ""

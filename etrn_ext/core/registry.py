@@ -19,7 +19,7 @@ from etrn_ext.core.names import (
     parse_mailbox,
     parse_sasl_username,
 )
-from etrn_ext.core.units import parse_size
+from etrn_ext.core.units import parse_duration, parse_size
 
 SASL_PREFIX: Final = "sasl:"
 MAX_NOTE: Final = 1000
@@ -38,6 +38,7 @@ class DomainChanges:
     contacts: tuple[str, ...] = ()
     remove_contacts: tuple[str, ...] = ()
     note: str | None = None
+    expected_outage: str | None = None
 
 
 ClientRule = IPNetwork | DomainName | str
@@ -64,6 +65,10 @@ def _parse_count(text: str) -> int | None:
 
 def _parse_bytes(text: str) -> int | None:
     return None if text.lower() in UNLIMITED else parse_size(text)
+
+
+def _parse_outage(text: str) -> float | None:
+    return None if text.lower() in UNLIMITED else parse_duration(text)
 
 
 def _parse_note(text: str) -> str:
@@ -147,6 +152,11 @@ def apply_changes(
         quota=quota,
         contacts=_edit_contacts(domain.contacts, changes.contacts, changes.remove_contacts),
         note=domain.note if changes.note is None else _parse_note(changes.note),
+        expected_outage_seconds=(
+            domain.expected_outage_seconds
+            if changes.expected_outage is None
+            else _parse_outage(changes.expected_outage)
+        ),
         updated_at=now,
     )
 

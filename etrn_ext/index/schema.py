@@ -60,6 +60,7 @@ domains = Table(
     Column("quota_bytes", BigInteger),
     Column("contacts", JSON, nullable=False),
     Column("note", Text, nullable=False),
+    Column("expected_outage_seconds", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -106,6 +107,15 @@ events = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_etrn_events_domain_at", "domain", "at"),
+)
+
+# Small per-relay facts that must survive between runs (e.g. how far sync read the mail log).
+state = Table(
+    "etrn_state",
+    metadata,
+    Column("node", String(253), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
 )
 
 Upgrade = Callable[[Connection], None]

@@ -11,13 +11,14 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Row, delete, func, select, update
+from sqlalchemy import Engine, Row, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.errors import DomainExistsError, IndexUnavailableError, UnknownDomainError
 from etrn_ext.core.model import (
+    PENDING_STATES,
     DomainUsage,
     Event,
     EventKind,
@@ -29,7 +30,7 @@ from etrn_ext.core.model import (
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import clients_from_texts
 from etrn_ext.index.engine import make_engine
-from etrn_ext.index.schema import PENDING_CONDITION, domains, ensure_schema, events, held
+from etrn_ext.index.schema import PENDING_CONDITION, domains, ensure_schema, events, held, state
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +73,7 @@ def _domain_values(domain: IntermittentDomain) -> dict[str, Any]:
         "quota_bytes": domain.quota.bytes,
         "contacts": list(domain.contacts),
         "note": domain.note,
+        "expected_outage_seconds": domain.expected_outage_seconds,
         "created_at": domain.created_at,
         "updated_at": domain.updated_at,
     }
@@ -85,6 +87,7 @@ def _domain_from_row(row: Row[Any]) -> IntermittentDomain:
         quota=Quota(row.quota_messages, row.quota_bytes),
         contacts=tuple(row.contacts),
         note=row.note,
+        expected_outage_seconds=row.expected_outage_seconds,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -243,16 +246,90 @@ class IndexStore:
     def record_event(self, event: Event) -> None:
         self.write_batch([], [event_values(event)])
 
-    @_reports_database_errors
     def held_for(self, domain: DomainName) -> list[HeldRecipient]:
         """Pending recipients of one domain (all relays), oldest first."""
-        query = (
-            select(held)
-            .where(held.c.domain == domain.ascii, PENDING_CONDITION)
-            .order_by(held.c.arrival_time, held.c.queue_id, held.c.recipient)
+        return self.held_rows(domain=domain)
+
+    @_reports_database_errors
+    def held_rows(
+        self,
+        *,
+        domain: DomainName | None = None,
+        states: Sequence[HeldState] = PENDING_STATES,
+        arrived_before: float | None = None,
+        queue_id: str | None = None,
+    ) -> list[HeldRecipient]:
+        """Recipients matching all given filters, oldest message first."""
+        query = select(held).order_by(
+            held.c.arrival_time, held.c.queue_id, held.c.node, held.c.recipient
         )
+        if tuple(states) == PENDING_STATES:
+            query = query.where(PENDING_CONDITION)  # the form the partial index answers
+        else:
+            query = query.where(held.c.state.in_([state.value for state in states]))
+        if domain is not None:
+            query = query.where(held.c.domain == domain.ascii)
+        if arrived_before is not None:
+            query = query.where(held.c.arrival_time < arrived_before)
+        if queue_id is not None:
+            query = query.where(held.c.queue_id == queue_id)
         with self.engine.connect() as connection:
             return [_held_from_row(row) for row in connection.execute(query)]
+
+    @_reports_database_errors
+    def pending_rows(self, node: str) -> dict[tuple[str, str], HeldRecipient]:
+        """This relay's pending recipients keyed by (queue id, recipient), for reconciling."""
+        query = select(held).where(held.c.node == node, PENDING_CONDITION)
+        with self.engine.connect() as connection:
+            return {
+                (row.queue_id, row.recipient): _held_from_row(row)
+                for row in connection.execute(query)
+            }
+
+    @_reports_database_errors
+    def set_states(self, node: str, changes: Sequence[tuple[str, str, HeldState, str]]) -> None:
+        """Set (queue id, recipient) -> (state, reason) for this relay's rows."""
+        if not changes:
+            return
+        statement = (
+            update(held)
+            .where(
+                held.c.queue_id == bindparam("q"),
+                held.c.node == bindparam("n"),
+                held.c.recipient == bindparam("r"),
+            )
+            .values(state=bindparam("s"), reason=bindparam("why"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                statement,
+                [{"q": q, "n": node, "r": r, "s": s.value, "why": why} for q, r, s, why in changes],
+            )
+
+    @_reports_database_errors
+    def touch_pending(self, node: str, now: float) -> None:
+        """Mark every pending row of this relay as seen in the queue at ``now``."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(held).where(held.c.node == node, PENDING_CONDITION).values(last_seen=now)
+            )
+
+    # --- per-relay state --------------------------------------------------------------
+
+    @_reports_database_errors
+    def get_state(self, node: str, key: str) -> Any:
+        query = select(state.c.value).where(state.c.node == node, state.c.key == key)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    @_reports_database_errors
+    def set_state(self, node: str, key: str, value: Any) -> None:
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(state).where(state.c.node == node, state.c.key == key).values(value=value)
+            )
+            if changed.rowcount == 0:
+                connection.execute(state.insert().values(node=node, key=key, value=value))
 
     @_reports_database_errors
     def count_pending(self, domain: DomainName) -> int:

@@ -7,7 +7,7 @@ from etrn_ext.core.errors import ConfigError
 from etrn_ext.mta.run import is_executable
 
 COMMANDS_BY_MTA = {
-    "postfix": ("postqueue", "postsuper", "postconf"),
+    "postfix": ("postqueue", "postsuper", "postconf", "postmap"),
     "sendmail": ("sendmail",),
 }
 
