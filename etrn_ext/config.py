@@ -94,9 +94,7 @@ class IndexSettings:
 class MtaSettings:
     """[mta]: which MTA this relay runs and where its commands and configuration are."""
 
-    kind: str = setting(
-        "postfix", "the MTA on this relay: postfix or sendmail", _one_of("postfix", "sendmail")
-    )
+    kind: str = setting("postfix", "the MTA on this relay (postfix)", _one_of("postfix"))
     node_name: str = setting(
         "", "name of this relay in the index (empty: the host name); unique per relay", _node_name
     )

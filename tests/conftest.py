@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
+from etrn_ext.cli.main import cli
 from etrn_ext.config import IndexSettings
 from etrn_ext.index.store import IndexStore
 from etrn_ext.testing.loopback import free_loopback_address
@@ -106,7 +110,8 @@ def make_relay(fake_site: FakeSite) -> Iterator[Callable[..., PrivatePostfix]]:
     require(postfix_missing())
     started: list[PrivatePostfix] = []
 
-    def make(**options: object) -> PrivatePostfix:
+    def make(*, start: bool = True, **options: object) -> PrivatePostfix:
+        """A relay; ``start=False`` only writes its configuration (enough for postconf)."""
         relay = PrivatePostfix(
             address=free_loopback_address((25,)),
             site_address=fake_site.address,
@@ -114,9 +119,52 @@ def make_relay(fake_site: FakeSite) -> Iterator[Callable[..., PrivatePostfix]]:
             **options,  # type: ignore[arg-type]
         )
         started.append(relay)
+        if not start:
+            relay.write_config()
+            return relay
         return relay.start()
 
     yield make
     for relay in started:
         relay.stop()
         relay.remove()
+
+
+# --- etrnctl pointed at a private relay ---------------------------------------------------
+
+
+class Etrnctl:
+    """Runs etrnctl (in-process, CliRunner) with a config for one private relay."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+
+    def __call__(self, *args: str) -> Result:
+        return CliRunner().invoke(
+            cli, ["--config", str(self.config), *args], catch_exceptions=False
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code in (0, 1), result.output
+        return json.loads(result.stdout)
+
+
+def relay_config(relay: PrivatePostfix, directory: Path, index_url: str | None = None) -> Path:
+    """An etrn-ext config that drives ``relay`` and keeps its index in ``directory``."""
+    path = directory / f"etrn-ext-{relay.address}.toml"
+    url = index_url or f"sqlite:///{directory}/index.sqlite"
+    path.write_text(
+        f'[index]\nurl = "{url}"\n'
+        f'[mta]\nconfig_directory = "{relay.config_directory}"\n'
+        f'mail_log = "{relay.maillog}"\nnode_name = "relay.test"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def etrnctl_for(tmp_path: Path) -> Callable[[PrivatePostfix], Etrnctl]:
+    def make(relay: PrivatePostfix) -> Etrnctl:
+        return Etrnctl(relay_config(relay, tmp_path))
+
+    return make

@@ -41,6 +41,11 @@ def _edit_options(function: F) -> F:
             metavar="ADDRESS",
             help="Address for notices, not behind the site's link. Repeatable.",
         ),
+        click.option(
+            "--outage",
+            metavar="DURATION",
+            help="Longest the site is expected to stay offline (14d), or 'none'; doctor checks it.",
+        ),
         click.option("--note", metavar="TEXT", help="Free text for the admins."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     ]
@@ -61,6 +66,7 @@ def _changes(**options: Any) -> DomainChanges:
         contacts=options["contact"],
         remove_contacts=options.get("remove_contact", ()),
         note=options["note"],
+        expected_outage=options["outage"],
     )
 
 
@@ -74,6 +80,7 @@ def domain_json(status: DomainStatus) -> dict[str, Any]:
         "quota": {"messages": domain.quota.messages, "bytes": domain.quota.bytes},
         "contacts": list(domain.contacts),
         "note": domain.note,
+        "expected_outage_seconds": domain.expected_outage_seconds,
         "created": render.iso_time(domain.created_at),
         "updated": render.iso_time(domain.updated_at),
         "held": {
@@ -89,12 +96,12 @@ def domain_json(status: DomainStatus) -> dict[str, Any]:
     }
 
 
-def _limit(value: int | None, formatter: Callable[[int], str] = str) -> str:
+def _limit(value: float | None, formatter: Callable[[float], str] = str) -> str:
     return "-" if value is None else formatter(value)
 
 
 def _emit_status(status: DomainStatus, as_json: bool) -> None:
-    from etrn_ext.core.units import format_size
+    from etrn_ext.core.units import format_duration, format_size
 
     if as_json:
         render.emit_json(domain_json(status))
@@ -113,6 +120,7 @@ def _emit_status(status: DomainStatus, as_json: bool) -> None:
             "quota bytes": _limit(domain.quota.bytes, format_size),
             "contacts": " ".join(domain.contacts) or "-",
             "note": domain.note or "-",
+            "expected outage": _limit(domain.expected_outage_seconds, format_duration),
             "held": f"{usage.messages} message(s), {usage.recipients} recipient(s), "
             f"{format_size(usage.bytes)}",
             "oldest": render.local_time(usage.oldest_arrival),

@@ -22,6 +22,7 @@ from etrn_ext.core.errors import (
     MtaCommandError,
     SchemaVersionError,
     UnknownDomainError,
+    UnknownMessageError,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ EXIT_CODES: Final[tuple[tuple[type[EtrnExtError], int], ...]] = (
     (InvalidInputError, EX_DATAERR),
     (DomainInUseError, EX_DATAERR),
     (UnknownDomainError, EX_NOINPUT),
+    (UnknownMessageError, EX_NOINPUT),
     (DomainExistsError, EX_CANTCREAT),
     (MtaCommandError, EX_UNAVAILABLE),
     (IndexUnavailableError, EX_TEMPFAIL),
@@ -122,9 +124,13 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 def _register_commands() -> None:
     from etrn_ext.cli.config import config
     from etrn_ext.cli.domains import domain
+    from etrn_ext.cli.flush import flush
+    from etrn_ext.cli.postfix import doctor, postfix_config
+    from etrn_ext.cli.queue import list_, show, summary
+    from etrn_ext.cli.sync import sync
 
-    cli.add_command(config)
-    cli.add_command(domain)
+    for command in (config, doctor, domain, flush, list_, postfix_config, show, summary, sync):
+        cli.add_command(command)
 
 
 _register_commands()

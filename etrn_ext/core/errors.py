@@ -56,6 +56,15 @@ class UnknownDomainError(EtrnExtError):
         super().__init__(f"{domain}: not a registered intermittent domain")
 
 
+class UnknownMessageError(EtrnExtError):
+    """No message with this queue id is in the index (or in the queue)."""
+
+    def __init__(self, queue_id: str, where: str = "index") -> None:
+        self.queue_id = queue_id
+        hint = " (try 'etrnctl sync')" if where == "index" else ""
+        super().__init__(f"{queue_id}: no such message in the {where}{hint}")
+
+
 class DomainExistsError(EtrnExtError):
     """``domain add`` for a domain that is already registered."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
-from etrn_ext.core.names import DomainName
+from etrn_ext.core.names import DomainName, parse_domain
 
 
 def registered_domain_for(
@@ -51,3 +52,30 @@ def _percent(used: int, limit: int | None) -> float | None:
 def quota_use(quota: Quota, usage: DomainUsage) -> QuotaUse:
     """Share of the message and byte quotas that the held mail takes up."""
     return QuotaUse(_percent(usage.messages, quota.messages), _percent(usage.bytes, quota.bytes))
+
+
+class HeldDomains:
+    """Which registered domain holds mail for an address, remembered per address domain.
+
+    Sync and the hooks ask this for every recipient; parsing and the parent walk run
+    once per distinct domain. Addresses without a usable domain are never held.
+    """
+
+    def __init__(self, registry: Mapping[str, IntermittentDomain]) -> None:
+        self._registry = registry
+        self._answers: dict[str, str | None] = {}
+
+    def for_address(self, address: str) -> str | None:
+        """The registered domain (A-label text) holding mail for ``address``, or None."""
+        domain_text = address.rpartition("@")[2].lower()
+        try:
+            return self._answers[domain_text]
+        except KeyError:
+            pass
+        try:
+            entry = registered_domain_for(parse_domain(domain_text), self._registry)
+        except InvalidInputError:
+            entry = None
+        answer = entry.name.ascii if entry else None
+        self._answers[domain_text] = answer
+        return answer

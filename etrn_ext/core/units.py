@@ -45,10 +45,10 @@ def parse_duration(text: str) -> float:
     return number * multiplier
 
 
-def format_size(size: int) -> str:
+def format_size(size: float) -> str:
     """Short human size: ``4.2M``; sizes below 1 KiB are shown in bytes."""
     if size < 1024:
-        return str(size)
+        return str(int(size))
     value = size / 1024
     for unit in "KMG":
         if value < 1024:

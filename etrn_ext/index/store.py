@@ -287,8 +287,14 @@ class IndexStore:
             }
 
     @_reports_database_errors
-    def set_states(self, node: str, changes: Sequence[tuple[str, str, HeldState, str]]) -> None:
-        """Set (queue id, recipient) -> (state, reason) for this relay's rows."""
+    def set_states(
+        self,
+        node: str,
+        changes: Sequence[tuple[str, str, HeldState, str]],
+        *,
+        only_if: HeldState | None = None,
+    ) -> None:
+        """Set (queue id, recipient) -> (state, reason) on this relay's rows (in ``only_if``)."""
         if not changes:
             return
         statement = (
@@ -300,6 +306,8 @@ class IndexStore:
             )
             .values(state=bindparam("s"), reason=bindparam("why"))
         )
+        if only_if is not None:
+            statement = statement.where(held.c.state == only_if.value)
         with self.engine.begin() as connection:
             connection.execute(
                 statement,

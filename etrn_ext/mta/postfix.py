@@ -21,6 +21,7 @@ from etrn_ext.config import MtaSettings
 from etrn_ext.core.errors import MtaCommandError
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
+from etrn_ext.core.postfix_setup import split_list
 from etrn_ext.core.units import parse_duration
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.mta.run import run_command, stream_lines
@@ -103,11 +104,6 @@ def parse_postconf(output: str) -> dict[str, str]:
         elif line.endswith(" ="):
             values[line[:-2].strip()] = ""
     return values
-
-
-def split_list(value: str) -> list[str]:
-    """A Postfix list parameter (commas and/or whitespace) as items."""
-    return [item for item in re.split(r"[\s,]+", value) if item]
 
 
 class PostfixAdapter:

@@ -10,6 +10,8 @@ from functools import cached_property
 
 from etrn_ext.config import Settings
 from etrn_ext.index.store import IndexStore
+from etrn_ext.mta.base import MtaAdapter
+from etrn_ext.mta.postfix import PostfixAdapter
 
 
 def local_actor() -> str:
@@ -40,6 +42,10 @@ class Context:
     @cached_property
     def store(self) -> IndexStore:
         return IndexStore.open(self.settings.index)
+
+    @cached_property
+    def mta(self) -> MtaAdapter:
+        return PostfixAdapter(self.settings.mta)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -90,6 +90,8 @@ class PrivatePostfix:
         domains: Sequence[str] = ("site.example",),
         port: int = 25,
         main_cf: Mapping[str, str] | None = None,
+        transport: Sequence[str] | None = None,
+        omit_services: Sequence[str] = (),
         name: str = "etrn-test",
     ) -> None:
         # Postfix's own users must reach the queue, so the default is a fresh 0755
@@ -101,6 +103,8 @@ class PrivatePostfix:
         self.site_port = site_port
         self.domains = list(domains)
         self.extra_main_cf = dict(main_cf or {})
+        self.transport = transport
+        self.omit_services = omit_services
         self.name = name
         self.config_directory = self.workdir / "etc"
         self.queue_directory = self.workdir / "spool"
@@ -144,8 +148,16 @@ class PrivatePostfix:
         parameters.update(self.extra_main_cf)
         return parameters
 
+    @property
+    def nexthop(self) -> str:
+        """Where held mail goes when flushed: the fake site."""
+        return f"etrn-only:[{self.site_address}]:{self.site_port}"
+
     def transport_lines(self) -> list[str]:
-        nexthop = f"etrn-only:[{self.site_address}]:{self.site_port}"
+        """Transport map lines: ``transport=`` from the constructor, else domain and .domain."""
+        if self.transport is not None:
+            return [line.format(nexthop=self.nexthop) for line in self.transport]
+        nexthop = self.nexthop
         lines = []
         for domain in self.domains:
             lines += [f"{domain}\t{nexthop}", f".{domain}\t{nexthop}"]
@@ -159,10 +171,15 @@ class PrivatePostfix:
         os.chown(self.data_directory, postfix_user.pw_uid, postfix_user.pw_gid)
         main = "".join(f"{key} = {value}\n" for key, value in self.main_cf().items())
         (self.config_directory / "main.cf").write_text(main)
-        (self.config_directory / "master.cf").write_text(
-            MASTER_CF.format(address=self.address, port=self.port)
-        )
+        master = MASTER_CF.format(address=self.address, port=self.port).splitlines()
+        kept = [line for line in master if line.split()[0] not in self.omit_services]
+        (self.config_directory / "master.cf").write_text("\n".join(kept) + "\n")
         (self.config_directory / "transport").write_text("\n".join(self.transport_lines()) + "\n")
+        # Postfix re-reads a configuration file until it is over a second old (so as not
+        # to read it half-written): date our files back, or every command sleeps 1-2 s.
+        past = time.time() - 10
+        for written in ("main.cf", "master.cf", "transport"):
+            os.utime(self.config_directory / written, (past, past))
         self.command("postmap", str(self.config_directory / "transport"))
 
     # --- life cycle -------------------------------------------------------------------
@@ -201,6 +218,8 @@ class PrivatePostfix:
 
     def stop(self, timeout: float = 20.0) -> None:
         pid = self.master_pid()
+        if pid is None:
+            return
         self.command("postfix", "stop", check=False)
         deadline = time.monotonic() + timeout
         while pid and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:

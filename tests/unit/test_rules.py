@@ -6,7 +6,7 @@ import pytest
 
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.rules import quota_use, registered_domain_for
+from etrn_ext.core.rules import HeldDomains, quota_use, registered_domain_for
 
 
 def _registry(*entries: tuple[str, bool]) -> dict[str, IntermittentDomain]:
@@ -42,3 +42,21 @@ def test_quota_use() -> None:
     assert (use.messages_percent, use.bytes_percent, use.highest) == (50.0, None, 50.0)
     assert quota_use(Quota(), usage).highest is None
     assert quota_use(Quota(messages=0), DomainUsage("d")).messages_percent == 0.0
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        pytest.param("bob@site.example", "site.example", id="exact"),
+        pytest.param("bob@SITE.example", "site.example", id="case"),
+        pytest.param("bob@mx.wide.example", "wide.example", id="subdomain"),
+        pytest.param("bob@other.example", None, id="other"),
+        pytest.param("root", None, id="no-domain"),
+        pytest.param("bob@[192.0.2.1]", None, id="address-literal"),
+        pytest.param("MAILER-DAEMON", None, id="null-sender-name"),
+    ],
+)
+def test_held_domains_for_address(address: str, expected: str | None) -> None:
+    matcher = HeldDomains(_registry(("site.example", False), ("wide.example", True)))
+    assert matcher.for_address(address) == expected
+    assert matcher.for_address(address) == expected  # cached answer is the same

@@ -1,0 +1,268 @@
+"""What a Postfix relay needs to hold mail for ETRN, and what is wrong with a live one.
+
+Pure knowledge, no I/O: the adapter gathers the facts (``postconf -x``, ``postconf -M``,
+``postmap -q``), this module decides. The recipe is ETRN_README's "domain for ETRN
+service only": the domain is a relay domain, routed to an ``etrn-only`` clone of the
+smtp transport that is listed in ``defer_transports``, so only a flush delivers it.
+Each check below is a trap seen on a real Postfix (see the research notes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from etrn_ext.core.model import IntermittentDomain
+from etrn_ext.core.units import format_duration, parse_duration
+
+ETRN_TRANSPORT: Final = "etrn-only"
+DEFAULT_LIFETIME: Final = "5d"
+LIFETIME_MARGIN: Final = 2 * 86400.0
+PARAMETERS: Final = (
+    "relay_domains",
+    "fast_flush_domains",
+    "parent_domain_matches_subdomains",
+    "transport_maps",
+    "defer_transports",
+    "maximal_queue_lifetime",
+    "authorized_flush_users",
+    "mail_owner",
+    "smtpd_etrn_restrictions",
+)
+
+
+def split_list(value: str) -> list[str]:
+    """A Postfix list parameter (commas and/or whitespace) as items."""
+    return [item for item in re.split(r"[\s,]+", value) if item]
+
+
+def _is_table(item: str) -> bool:
+    return ":" in item or item.startswith("/")
+
+
+def _listed(domain: str, items: Sequence[str], *, parents_match: bool) -> bool | None:
+    """True/False if a literal entry decides; None if only lookup tables could say."""
+    for item in items:
+        name = item.lower().rstrip(".")
+        if name == domain or (name.startswith(".") and domain.endswith(name)):
+            return True
+        if parents_match and domain.endswith("." + name):
+            return True
+    return None if any(_is_table(item) for item in items) else False
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem with the live configuration, and how to fix it."""
+
+    severity: str  # "error": mail or ETRN fails; "warning": works, but risky
+    problem: str
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostfixFacts:
+    """What the adapter read from the live Postfix."""
+
+    parameters: Mapping[str, str]
+    services: Sequence[tuple[str, str]]
+    transports: Mapping[str, str | None] = field(default_factory=dict)
+    user: str = "root"
+
+
+def transport_keys(domain: IntermittentDomain) -> list[str]:
+    """The transport_maps keys a domain needs: itself, and ``.domain`` for subdomains."""
+    name = domain.name.ascii
+    return [name, f".{name}"] if domain.include_subdomains else [name]
+
+
+def _user_may_flush(facts: PostfixFacts) -> bool | None:
+    user = facts.user
+    if user in ("root", facts.parameters.get("mail_owner", "postfix")):
+        return True
+    items = split_list(facts.parameters.get("authorized_flush_users", "static:anyone"))
+    if "static:anyone" in items or user in items:
+        return True
+    return None if any(_is_table(item) for item in items) else False
+
+
+def _domain_findings(domain: IntermittentDomain, facts: PostfixFacts) -> list[Finding]:
+    name = domain.name.ascii
+    parameters = facts.parameters
+    parents = split_list(parameters.get("parent_domain_matches_subdomains", ""))
+    findings = []
+    relayed = _listed(
+        name,
+        split_list(parameters.get("relay_domains", "")),
+        parents_match="relay_domains" in parents,
+    )
+    if relayed is False:
+        findings.append(
+            Finding(
+                "error",
+                f"{name} is not in relay_domains: the relay refuses its mail (Relay access denied)",
+                f"add {name} to relay_domains",
+            )
+        )
+    flushable = _listed(
+        name,
+        split_list(parameters.get("fast_flush_domains", "")),
+        parents_match="fast_flush_domains" in parents,
+    )
+    if flushable is False:
+        findings.append(
+            Finding(
+                "error",
+                f"{name} is not in fast_flush_domains: ETRN gets 459 and postqueue -s exits 69",
+                "set fast_flush_domains = $relay_domains (the default) or add the domain",
+            )
+        )
+    defer = split_list(parameters.get("defer_transports", ""))
+    for key in transport_keys(domain):
+        result = facts.transports.get(key)
+        what = "subdomains of " + name if key.startswith(".") else name
+        if result is None:
+            findings.append(
+                Finding(
+                    "error",
+                    f"{what} has no transport_maps entry ({key}): its mail is not held",
+                    f"add '{key} {ETRN_TRANSPORT}:' to the transport map and run postmap",
+                )
+            )
+            continue
+        transport = result.split(":", 1)[0]
+        if transport not in defer:
+            findings.append(
+                Finding(
+                    "error",
+                    f"{what} goes to transport {transport!r}, which is not in defer_transports: "
+                    "mail is delivered at once instead of held",
+                    f"add {transport} to defer_transports (or route {key} to {ETRN_TRANSPORT})",
+                )
+            )
+    if domain.include_subdomains and "relay_domains" not in parents:
+        findings.append(
+            Finding(
+                "error",
+                f"subdomains of {name} are refused: relay_domains is not in "
+                "parent_domain_matches_subdomains",
+                f"add .{name} to relay_domains",
+            )
+        )
+    lifetime = parse_duration(parameters.get("maximal_queue_lifetime", DEFAULT_LIFETIME))
+    outage = domain.expected_outage_seconds
+    if outage is not None and lifetime < outage:
+        findings.append(
+            Finding(
+                "error",
+                f"maximal_queue_lifetime ({format_duration(lifetime)}) is shorter than {name}'s "
+                f"expected outage ({format_duration(outage)}): held mail bounces first",
+                f"maximal_queue_lifetime = {format_duration(outage + LIFETIME_MARGIN)}",
+            )
+        )
+    return findings
+
+
+def check_postfix(facts: PostfixFacts, domains: Sequence[IntermittentDomain]) -> list[Finding]:
+    """Every known trap in the live configuration, errors first."""
+    parameters = facts.parameters
+    findings = []
+    if domains and not split_list(parameters.get("relay_domains", "")):
+        findings.append(
+            Finding(
+                "error",
+                "relay_domains is empty: mail for the intermittent domains is refused "
+                "and every ETRN gets 459",
+                "list the domains in relay_domains",
+            )
+        )
+    if ("flush", "unix") not in facts.services:
+        findings.append(
+            Finding(
+                "error",
+                "master.cf has no flush service: ETRN gets 458 and postqueue -s fails",
+                "restore 'flush unix n - n 1000? 0 flush' in master.cf",
+            )
+        )
+    for domain in domains:
+        findings.extend(_domain_findings(domain, facts))
+    may_flush = _user_may_flush(facts)
+    if may_flush is False:
+        findings.append(
+            Finding(
+                "error",
+                f"authorized_flush_users does not include {facts.user}: "
+                "'etrnctl flush' and postqueue -s/-i fail for this user",
+                f"add {facts.user} to authorized_flush_users, or run etrnctl as root",
+            )
+        )
+    if domains and not split_list(parameters.get("smtpd_etrn_restrictions", "")):
+        findings.append(
+            Finding(
+                "warning",
+                "smtpd_etrn_restrictions is empty: any client may make the relay flush",
+                "smtpd_etrn_restrictions = permit_mynetworks, reject",
+            )
+        )
+    return sorted(findings, key=lambda finding: finding.severity != "error")
+
+
+# --- the lines to add ---------------------------------------------------------------------
+
+
+def _merged(current: str | None, additions: Sequence[str]) -> str:
+    items = split_list(current or "")
+    lowered = {item.lower() for item in items}
+    return ", ".join(items + [item for item in additions if item.lower() not in lowered])
+
+
+def recommended_lifetime(domains: Sequence[IntermittentDomain], current: str | None) -> str:
+    """The larger of the current lifetime and the longest expected outage plus a margin."""
+    lifetime = parse_duration(current or DEFAULT_LIFETIME)
+    outages = [d.expected_outage_seconds for d in domains if d.expected_outage_seconds]
+    if outages and max(outages) + LIFETIME_MARGIN > lifetime:
+        return format_duration(max(outages) + LIFETIME_MARGIN)
+    return current or DEFAULT_LIFETIME
+
+
+def render_postfix_config(
+    domains: Sequence[IntermittentDomain],
+    current: Mapping[str, str] | None = None,
+    config_directory: str = "/etc/postfix",
+) -> str:
+    """The main.cf, master.cf and transport lines for these domains, merged with ``current``."""
+    current = current or {}
+    names = [domain.name.ascii for domain in domains]
+    transport_map = current.get("transport_maps") or f"hash:{config_directory}/transport"
+    etrn_restrictions = current.get("smtpd_etrn_restrictions") or "permit_mynetworks, reject"
+    lifetime = recommended_lifetime(domains, current.get("maximal_queue_lifetime"))
+    lines = [
+        "# --- main.cf (postconf -e 'name = value', then postfix reload) ---",
+        "# The intermittent domains are relay domains (backup MX) ...",
+        f"relay_domains = {_merged(current.get('relay_domains'), names)}",
+        "# ... whose deferred mail gets a per-domain flush log (ETRN, postqueue -s) ...",
+        f"fast_flush_domains = {current.get('fast_flush_domains') or '$relay_domains'}",
+        "# ... and is routed to a transport that only a flush delivers.",
+        f"transport_maps = {transport_map}",
+        f"defer_transports = {_merged(current.get('defer_transports'), [ETRN_TRANSPORT])}",
+        "# Who may send ETRN (etrn-policyd decides per domain when installed).",
+        f"smtpd_etrn_restrictions = {etrn_restrictions}",
+        "# Held mail is retried (as 'deferred transport') on every queue run and bounces",
+        "# after maximal_queue_lifetime (default 5d): keep it above the longest outage.",
+        f"maximal_queue_lifetime = {lifetime}",
+        "# Short queue ids are reused; long ones keep the index unambiguous.",
+        "enable_long_queue_ids = yes",
+        "",
+        "# --- master.cf: a copy of the smtp client that defer_transports holds back ---",
+        f"{ETRN_TRANSPORT} unix  -       -       y       -       -       smtp",
+        "# (the stock 'flush unix n - n 1000? 0 flush' line must stay)",
+        "",
+        f"# --- {transport_map.split(':', 1)[-1]} (then: postmap {transport_map}) ---",
+        "# An empty next hop delivers to the site's own MX (preferred over this relay);",
+        f"# or name it: {ETRN_TRANSPORT}:[mx.site.example]:25",
+    ]
+    for domain in domains:
+        lines += [f"{key}\t{ETRN_TRANSPORT}:" for key in transport_keys(domain)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,55 @@
+"""Postfix set-up: print the lines a relay needs, and check a live relay for known traps."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Sequence
+
+from etrn_ext.core.errors import UnknownDomainError
+from etrn_ext.core.model import IntermittentDomain
+from etrn_ext.core.names import parse_domain
+from etrn_ext.core.postfix_setup import (
+    PARAMETERS,
+    Finding,
+    PostfixFacts,
+    check_postfix,
+    render_postfix_config,
+    transport_keys,
+)
+from etrn_ext.mta.postfix import PostfixAdapter
+from etrn_ext.service.context import Context
+
+
+def _domains(ctx: Context, names: Sequence[str]) -> list[IntermittentDomain]:
+    """The named registered domains, or all of them when no name is given."""
+    if not names:
+        return ctx.store.list_domains()
+    domains = []
+    for name in names:
+        domain = ctx.store.get_domain(parse_domain(name))
+        if domain is None:
+            raise UnknownDomainError(parse_domain(name).ascii)
+        domains.append(domain)
+    return domains
+
+
+def postfix_config(ctx: Context, names: Sequence[str], *, live: bool = True) -> str:
+    """main.cf/master.cf/transport lines for the domains, merged with the live values if asked."""
+    domains = _domains(ctx, names)
+    current = PostfixAdapter(ctx.settings.mta).parameters(PARAMETERS) if live else None
+    return render_postfix_config(domains, current, ctx.settings.mta.config_directory)
+
+
+def doctor(ctx: Context, names: Sequence[str] = (), *, user: str | None = None) -> list[Finding]:
+    """Known traps in the live Postfix configuration, for ``user`` (default: who runs it)."""
+    domains = _domains(ctx, names)
+    postfix = PostfixAdapter(ctx.settings.mta)
+    parameters = postfix.parameters(PARAMETERS)
+    keys = [key for domain in domains for key in transport_keys(domain)]
+    facts = PostfixFacts(
+        parameters=parameters,
+        services=[(service.name, service.type) for service in postfix.master_services()],
+        transports={key: postfix.lookup(parameters.get("transport_maps", ""), key) for key in keys},
+        user=user or getpass.getuser(),
+    )
+    return check_postfix(facts, domains)

@@ -1,0 +1,262 @@
+"""What is held, and flushing it through the MTA's own commands."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from etrn_ext.core.errors import InvalidInputError, UnknownDomainError, UnknownMessageError
+from etrn_ext.core.model import (
+    PENDING_STATES,
+    Event,
+    EventKind,
+    HeldRecipient,
+    HeldState,
+    IntermittentDomain,
+    QueueEntry,
+)
+from etrn_ext.core.names import DomainName, QueueId, parse_domain, parse_queue_id
+from etrn_ext.core.rules import HeldDomains
+from etrn_ext.core.units import parse_duration
+from etrn_ext.service.context import Context
+from etrn_ext.service.sync import sync
+
+Key = tuple[str, str]
+
+
+def _registered(ctx: Context, name: str) -> IntermittentDomain:
+    domain_name = parse_domain(name)
+    domain = ctx.store.get_domain(domain_name)
+    if domain is None:
+        raise UnknownDomainError(domain_name.ascii)
+    return domain
+
+
+def parse_states(texts: Iterable[str]) -> tuple[HeldState, ...]:
+    states = []
+    for text in texts:
+        try:
+            states.append(HeldState(text.lower()))
+        except ValueError:
+            choices = ", ".join(state.value for state in HeldState)
+            raise InvalidInputError("state", text, f"expected one of: {choices}") from None
+    return tuple(states) or PENDING_STATES
+
+
+def list_held(
+    ctx: Context,
+    domain: str | None = None,
+    *,
+    older_than: str | None = None,
+    states: Iterable[str] = (),
+) -> list[HeldRecipient]:
+    """Held recipients from the index, oldest first; by default only those still queued."""
+    domain_name = _registered(ctx, domain).name if domain else None
+    arrived_before = ctx.clock() - parse_duration(older_than) if older_than else None
+    return ctx.store.held_rows(
+        domain=domain_name, states=parse_states(states), arrived_before=arrived_before
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """Everything the index knows about one queued message."""
+
+    queue_id: str
+    recipients: list[HeldRecipient]
+    events: list[Event]
+
+
+def show_message(ctx: Context, queue_id: str) -> MessageView:
+    """A message's recipients in every state, and the events that touched it."""
+    value = parse_queue_id(queue_id).value
+    rows = ctx.store.held_rows(queue_id=value, states=tuple(HeldState))
+    if not rows:
+        raise UnknownMessageError(value)
+    arrival = min(row.arrival_time for row in rows)
+    events: list[Event] = []
+    for domain in sorted({row.domain for row in rows}):
+        for event in ctx.store.events_for(DomainName(domain), limit=500):
+            queue_ids = event.detail.get("queue_ids", [])
+            touched = isinstance(queue_ids, list) and value in queue_ids
+            if event.at >= arrival and (touched or event.kind is EventKind.ETRN):
+                events.append(event)
+    events.sort(key=lambda event: event.at)
+    return MessageView(value, rows, events)
+
+
+# --- flushing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a flush asked for and, with ``--wait``, how it ended."""
+
+    target: str
+    queue_ids: list[str]
+    recipients: list[Key]
+    other_domains: dict[str, list[str]] = field(default_factory=dict)
+    on_hold: list[str] = field(default_factory=list)
+    waited_seconds: float | None = None
+    finished: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    remaining: dict[Key, str] = field(default_factory=dict)
+
+
+def _snapshot(
+    ctx: Context, wanted: Callable[[QueueEntry, str], bool]
+) -> tuple[list[QueueEntry], dict[Key, str]]:
+    """Queued messages with at least one wanted recipient, and those recipients' reasons."""
+    entries = []
+    keys: dict[Key, str] = {}
+    for entry in ctx.mta.list_queue():
+        matching = {
+            (entry.queue_id, r.address): r.delay_reason
+            for r in entry.recipients
+            if wanted(entry, r.address)
+        }
+        if matching:
+            entries.append(entry)
+            keys.update(matching)
+    return entries, keys
+
+
+def _follow(
+    ctx: Context,
+    keys: dict[Key, str],
+    timeout: float,
+    poll_seconds: float,
+    sleep: Callable[[float], None],
+) -> tuple[dict[Key, str], float]:
+    """Poll the queue until none of ``keys`` is queued or ``timeout``; returns what remains."""
+    started = time.monotonic()
+    while True:
+        remaining = {
+            (entry.queue_id, r.address): r.delay_reason
+            for entry in ctx.mta.list_queue()
+            for r in entry.recipients
+            if (entry.queue_id, r.address) in keys
+        }
+        elapsed = time.monotonic() - started
+        if not remaining or elapsed >= timeout:
+            return remaining, round(elapsed, 2)
+        sleep(min(poll_seconds, max(timeout - elapsed, 0.0)))
+
+
+def _finish(
+    ctx: Context,
+    target: str,
+    entries: list[QueueEntry],
+    keys: dict[Key, str],
+    *,
+    domain: str | None,
+    other_domains: dict[str, list[str]],
+    wait: float | None,
+    poll_seconds: float,
+    sleep: Callable[[float], None],
+) -> FlushResult:
+    """Record the flush, mark the rows as flushing, and follow the queue if asked to."""
+    queue_ids = [entry.queue_id for entry in entries]
+    on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
+    ctx.store.set_states(
+        ctx.node, [(q, r, HeldState.FLUSHING, why) for (q, r), why in keys.items()]
+    )
+    ctx.store.record_event(
+        Event(
+            at=ctx.clock(),
+            kind=EventKind.FLUSH,
+            node=ctx.node,
+            actor=ctx.actor,
+            outcome="requested",
+            domain=domain,
+            detail={
+                "queue_ids": queue_ids,
+                "messages": len(queue_ids),
+                "recipients": len(keys),
+                "other_domains": other_domains,
+            },
+        )
+    )
+    result = FlushResult(target, queue_ids, list(keys), other_domains, on_hold)
+    if wait is None:
+        return result
+    remaining, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
+    sync(ctx)
+    states = {
+        (row.queue_id, row.recipient): (row.state.value, row.reason)
+        for queue_id in queue_ids
+        for row in ctx.store.held_rows(queue_id=queue_id, states=tuple(HeldState))
+        if row.node == ctx.node
+    }
+    finished = {key: states.get(key, ("gone", "")) for key in keys if key not in remaining}
+    return FlushResult(
+        target, queue_ids, list(keys), other_domains, on_hold, waited, finished, remaining
+    )
+
+
+def flush_domain(
+    ctx: Context,
+    name: str,
+    *,
+    wait: float | None = None,
+    poll_seconds: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FlushResult:
+    """Flush a registered domain's held mail with the MTA's per-domain flush.
+
+    Nothing is asked of the MTA when nothing is queued: a Postfix flush of an empty
+    flush log lets the next arriving message bypass ``defer_transports``.
+    """
+    domain = _registered(ctx, name)
+    matcher = HeldDomains({domain.name.ascii: domain})
+    entries, keys = _snapshot(ctx, lambda _entry, address: matcher.for_address(address) is not None)
+    other_domains = {
+        entry.queue_id: [r.address for r in entry.recipients if not matcher.for_address(r.address)]
+        for entry in entries
+    }
+    other_domains = {queue_id: others for queue_id, others in other_domains.items() if others}
+    # Postfix keeps one flush log per recipient domain: flush every (sub)domain that has mail.
+    for recipient_domain in sorted({address.rpartition("@")[2].lower() for _q, address in keys}):
+        ctx.mta.flush_domain(parse_domain(recipient_domain))
+    return _finish(
+        ctx,
+        domain.name.ascii,
+        entries,
+        keys,
+        domain=domain.name.ascii,
+        other_domains=other_domains,
+        wait=wait,
+        poll_seconds=poll_seconds,
+        sleep=sleep,
+    )
+
+
+def flush_messages(
+    ctx: Context,
+    queue_ids: Iterable[str],
+    *,
+    wait: float | None = None,
+    poll_seconds: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FlushResult:
+    """Flush exactly these queued messages (all their recipients)."""
+    wanted: list[QueueId] = [parse_queue_id(text) for text in queue_ids]
+    values = {queue_id.value for queue_id in wanted}
+    entries, keys = _snapshot(ctx, lambda entry, _address: entry.queue_id in values)
+    missing = values - {entry.queue_id for entry in entries}
+    if missing:
+        raise UnknownMessageError(", ".join(sorted(missing)), where="queue")
+    ctx.mta.flush_ids(wanted)
+    matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
+    held_domains = {matcher.for_address(address) for _queue_id, address in keys} - {None}
+    return _finish(
+        ctx,
+        f"queue id(s) {', '.join(sorted(values))}",
+        entries,
+        keys,
+        domain=held_domains.pop() if len(held_domains) == 1 else None,
+        other_domains={},
+        wait=wait,
+        poll_seconds=poll_seconds,
+        sleep=sleep,
+    )

@@ -1,0 +1,198 @@
+"""Reconcile the index with the live queue: the queue is the truth, the index a view of it.
+
+One pass over ``postqueue -j`` (streamed) adds held recipients the index does not
+know (so the index can be rebuilt from the queue alone) and updates changed delay
+reasons; recipients no longer queued are finished as delivered, bounced or expired
+when the mail log says so, and as ``gone`` otherwise. Unchanged rows are not
+rewritten, so a second sync right after the first writes almost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from etrn_ext.core.model import (
+    DeliveryRecord,
+    Event,
+    EventKind,
+    HeldRecipient,
+    HeldState,
+    Outcome,
+    QueueEntry,
+)
+from etrn_ext.core.rules import HeldDomains
+from etrn_ext.mta.base import LogPosition
+from etrn_ext.service.context import Context
+
+WRITE_BATCH: Final = 2000
+PROGRESS_EVERY: Final = 1000
+LOG_POSITION_KEY: Final = "mail_log_position"
+
+_FINAL_STATES: Final = {
+    Outcome.DELIVERED: HeldState.DELIVERED,
+    Outcome.BOUNCED: HeldState.BOUNCED,
+    Outcome.EXPIRED: HeldState.EXPIRED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What one sync found and changed."""
+
+    messages_scanned: int
+    held_recipients: int
+    added: int
+    updated: int
+    finished: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    """Final statuses from the mail log, by recipient and (for expiry) by message."""
+
+    by_recipient: dict[tuple[str, str], tuple[HeldState, str]] = field(default_factory=dict)
+    expired_messages: set[str] = field(default_factory=set)
+
+    def add(self, record: DeliveryRecord) -> None:
+        if record.recipient:
+            state = _FINAL_STATES[record.outcome]
+            self.by_recipient[(record.queue_id, record.recipient)] = (state, record.text)
+        else:
+            self.expired_messages.add(record.queue_id)
+
+    def final(self, queue_id: str, recipient: str, last_reason: str) -> tuple[HeldState, str]:
+        """How a recipient that left the queue ended, and the text that says so."""
+        if queue_id in self.expired_messages:
+            return HeldState.EXPIRED, last_reason
+        return self.by_recipient.get((queue_id, recipient), (HeldState.GONE, last_reason))
+
+
+def held_rows_of(
+    entry: QueueEntry, matcher: HeldDomains, node: str, now: float
+) -> Iterable[HeldRecipient]:
+    """The index rows for the held recipients of one queued message."""
+    for recipient in entry.recipients:
+        domain = matcher.for_address(recipient.address)
+        if domain is not None:
+            yield HeldRecipient(
+                node=node,
+                queue_id=entry.queue_id,
+                recipient=recipient.address,
+                domain=domain,
+                sender=entry.sender,
+                size=entry.size,
+                arrival_time=entry.arrival_time,
+                first_seen=now,
+                last_seen=now,
+                state=HeldState.HELD,
+                reason=recipient.delay_reason,
+            )
+
+
+def _unchanged(old: HeldRecipient, new: HeldRecipient) -> bool:
+    return (old.state, old.reason, old.domain, old.size, old.arrival_time) == (
+        new.state,
+        new.reason,
+        new.domain,
+        new.size,
+        new.arrival_time,
+    )
+
+
+def _read_log(ctx: Context, matcher: HeldDomains) -> _Outcomes:
+    """Statuses logged since the last sync, for held domains only; remembers how far it read."""
+    outcomes = _Outcomes()
+    path = ctx.settings.mta.mail_log
+    if not path:
+        return outcomes
+    saved: Any = ctx.store.get_state(ctx.node, LOG_POSITION_KEY)
+    since = LogPosition(saved["inode"], saved["offset"]) if saved else None
+    records, position = ctx.mta.read_delivery_log(path, since)
+    for record in records:
+        if not record.recipient or matcher.for_address(record.recipient):
+            outcomes.add(record)
+    if position is not None and position != since:
+        ctx.store.set_state(
+            ctx.node, LOG_POSITION_KEY, {"inode": position.inode, "offset": position.offset}
+        )
+    return outcomes
+
+
+def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncResult:
+    """Bring this relay's part of the index in line with its queue."""
+    started = ctx.clock()
+    timer = time.monotonic()
+    matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
+    known = ctx.store.pending_rows(ctx.node)
+    seen: set[tuple[str, str]] = set()
+    pending_writes: list[HeldRecipient] = []
+    messages = added = updated = 0
+
+    for entry in ctx.mta.list_queue():
+        messages += 1
+        for row in held_rows_of(entry, matcher, ctx.node, started):
+            key = (row.queue_id, row.recipient)
+            seen.add(key)
+            old = known.get(key)
+            if old is None:
+                added += 1
+            elif _unchanged(old, row):
+                continue
+            else:
+                updated += 1
+            pending_writes.append(row)
+        if len(pending_writes) >= WRITE_BATCH:
+            ctx.store.record_held(pending_writes)
+            pending_writes = []
+        if progress and messages % PROGRESS_EVERY == 0:
+            progress(messages)
+    ctx.store.record_held(pending_writes)
+
+    outcomes = _read_log(ctx, matcher)
+    finishing = [
+        (queue_id, recipient, *outcomes.final(queue_id, recipient, old.reason))
+        for (queue_id, recipient), old in known.items()
+        if (queue_id, recipient) not in seen and old.first_seen < started
+    ]
+    ctx.store.set_states(ctx.node, finishing)
+    # Outcomes logged after an earlier sync already called the recipient "gone".
+    late = [
+        (queue_id, recipient, state, text)
+        for (queue_id, recipient), (state, text) in outcomes.by_recipient.items()
+        if (queue_id, recipient) not in seen and (queue_id, recipient) not in known
+    ]
+    ctx.store.set_states(ctx.node, late, only_if=HeldState.GONE)
+    ctx.store.touch_pending(ctx.node, started)
+
+    finished: dict[str, int] = {}
+    for _queue_id, _recipient, state, _reason in finishing:
+        finished[state.value] = finished.get(state.value, 0) + 1
+    result = SyncResult(
+        messages_scanned=messages,
+        held_recipients=len(seen),
+        added=added,
+        updated=updated,
+        finished=finished,
+        seconds=round(time.monotonic() - timer, 3),
+    )
+    ctx.store.record_event(
+        Event(
+            at=ctx.clock(),
+            kind=EventKind.SYNC,
+            node=ctx.node,
+            actor=ctx.actor,
+            outcome="ok",
+            detail={
+                "messages": messages,
+                "held_recipients": len(seen),
+                "added": added,
+                "updated": updated,
+                "finished": finished,
+            },
+        )
+    )
+    return result
