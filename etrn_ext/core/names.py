@@ -119,10 +119,10 @@ def domain_of_address(address: str) -> DomainName:
 # --- queue ids ----------------------------------------------------------------------------
 
 _POSTFIX_SHORT: Final = re.compile(r"[0-9A-F]{6,16}\Z")
-# Long ids: time in a 52-letter alphabet (digits and consonants, no lower-case z), a 'z',
-# then the inode number in the same alphabet (postconf(5) enable_long_queue_ids).
-_LONG_ALPHABET: Final = "0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy"
-_POSTFIX_LONG: Final = re.compile(rf"[{_LONG_ALPHABET}]{{10,}}z[{_LONG_ALPHABET}]+\Z")
+# Long ids (mail_queue.h): seconds and microseconds in base 52 (digits and consonants),
+# at least 10 characters, the separator 'z', then the inode number in base 51 (no 'z').
+_BASE51: Final = "0-9BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxy"
+_POSTFIX_LONG: Final = re.compile(rf"[{_BASE51}z]{{10,}}z[{_BASE51}]+\Z")
 # Sendmail 8.12+: YMDhms and a two-character sequence in base 60, then the pid.
 _SENDMAIL: Final = re.compile(r"[0-9A-Za-x]{8}[0-9]{5,10}\Z")
 

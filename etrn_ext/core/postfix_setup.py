@@ -247,7 +247,7 @@ def render_postfix_config(
         "# ... and is routed to a transport that only a flush delivers.",
         f"transport_maps = {transport_map}",
         f"defer_transports = {_merged(current.get('defer_transports'), [ETRN_TRANSPORT])}",
-        "# Who may send ETRN (etrn-policyd decides per domain when installed).",
+        "# Who may send ETRN: only clients in mynetworks (the ETRN_README default).",
         f"smtpd_etrn_restrictions = {etrn_restrictions}",
         "# Held mail is retried (as 'deferred transport') on every queue run and bounces",
         "# after maximal_queue_lifetime (default 5d): keep it above the longest outage.",

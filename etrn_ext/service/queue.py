@@ -20,7 +20,7 @@ from etrn_ext.core.names import DomainName, QueueId, parse_domain, parse_queue_i
 from etrn_ext.core.rules import HeldDomains
 from etrn_ext.core.units import parse_duration
 from etrn_ext.service.context import Context
-from etrn_ext.service.sync import sync
+from etrn_ext.service.sync import held_rows_of, sync
 
 Key = tuple[str, str]
 
@@ -149,17 +149,21 @@ def _finish(
     entries: list[QueueEntry],
     keys: dict[Key, str],
     *,
+    matcher: HeldDomains,
     domain: str | None,
     other_domains: dict[str, list[str]],
     wait: float | None,
     poll_seconds: float,
     sleep: Callable[[float], None],
 ) -> FlushResult:
-    """Record the flush, mark the rows as flushing, and follow the queue if asked to."""
+    """Index the flushed mail as flushing, record the flush, and follow the queue if asked to."""
     queue_ids = [entry.queue_id for entry in entries]
     on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
-    ctx.store.set_states(
-        ctx.node, [(q, r, HeldState.FLUSHING, why) for (q, r), why in keys.items()]
+    now = ctx.clock()
+    ctx.store.record_held(
+        row
+        for entry in entries
+        for row in held_rows_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
     )
     ctx.store.record_event(
         Event(
@@ -223,6 +227,7 @@ def flush_domain(
         domain.name.ascii,
         entries,
         keys,
+        matcher=matcher,
         domain=domain.name.ascii,
         other_domains=other_domains,
         wait=wait,
@@ -254,6 +259,7 @@ def flush_messages(
         f"queue id(s) {', '.join(sorted(values))}",
         entries,
         keys,
+        matcher=matcher,
         domain=held_domains.pop() if len(held_domains) == 1 else None,
         other_domains={},
         wait=wait,

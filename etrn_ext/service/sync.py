@@ -72,7 +72,11 @@ class _Outcomes:
 
 
 def held_rows_of(
-    entry: QueueEntry, matcher: HeldDomains, node: str, now: float
+    entry: QueueEntry,
+    matcher: HeldDomains,
+    node: str,
+    now: float,
+    state: HeldState = HeldState.HELD,
 ) -> Iterable[HeldRecipient]:
     """The index rows for the held recipients of one queued message."""
     for recipient in entry.recipients:
@@ -88,7 +92,7 @@ def held_rows_of(
                 arrival_time=entry.arrival_time,
                 first_seen=now,
                 last_seen=now,
-                state=HeldState.HELD,
+                state=state,
                 reason=recipient.delay_reason,
             )
 

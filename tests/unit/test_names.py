@@ -88,6 +88,7 @@ def test_domain_of_address_uses_the_last_at() -> None:
         pytest.param("D5D0020E7A9", "postfix-short", id="postfix-short"),
         pytest.param("4jcKvY4mK3zJDP9", "postfix-long", id="postfix-long"),
         pytest.param("4jcLFD4bWZzBfrY", "postfix-long", id="postfix-long-2"),
+        pytest.param("4jcNzk54zfzJMg7", "postfix-long", id="postfix-long-z-in-time"),
         pytest.param("6ASJTgh0025001", "sendmail", id="sendmail"),
     ],
 )

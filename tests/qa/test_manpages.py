@@ -1,0 +1,84 @@
+"""The man pages render cleanly and document every command, option, exit status and setting."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import click
+import docutils.core
+import pytest
+
+from etrn_ext.cli.main import EXIT_CODES, cli
+from etrn_ext.config import Settings, describe
+
+MAN = Path(__file__).resolve().parents[2] / "man"
+
+
+@pytest.mark.parametrize("source", sorted(MAN.glob("*.rst")), ids=lambda p: p.name)
+def test_renders_without_warnings(source: Path) -> None:
+    warnings = io.StringIO()
+    output = docutils.core.publish_string(
+        source.read_text(),
+        source_path=str(source),
+        writer="manpage",
+        settings_overrides={"warning_stream": warnings, "report_level": 2, "halt_level": 5},
+    )
+    assert warnings.getvalue() == ""
+    assert b".TH" in output
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{path} ")
+    return found
+
+
+def test_every_command_and_option_is_documented() -> None:
+    page = (MAN / "etrnctl.1.rst").read_text()
+    missing = []
+    for path, command in _commands(cli):
+        if f"etrnctl {path}" not in page:
+            missing.append(f"command: etrnctl {path}")
+        for parameter in command.params:
+            if isinstance(parameter, click.Option):
+                names = parameter.opts + parameter.secondary_opts
+                if not any(f"**{name}**" in page for name in names):
+                    missing.append(f"option: etrnctl {path} {names[0]}")
+    for parameter in cli.params:
+        if isinstance(parameter, click.Option) and not any(
+            f"**{n}**" in page for n in parameter.opts
+        ):
+            missing.append(f"global option {parameter.opts[0]}")
+    assert missing == []
+
+
+def test_every_exit_status_is_documented() -> None:
+    section = (
+        (MAN / "etrnctl.1.rst").read_text().split("EXIT STATUS", 1)[1].split("ENVIRONMENT", 1)[0]
+    )
+    documented = {int(code) for code in re.findall(r"^(\d+)$", section, re.MULTILINE)}
+    assert {code for _error, code in EXIT_CODES} | {0, 1, 2, 70} <= documented
+
+
+def test_every_setting_is_documented() -> None:
+    page = (MAN / "etrn-ext.conf.5.rst").read_text()
+    for info in describe(Settings()):
+        section, key = info.name.split(".")
+        assert f"[{section}]" in page
+        assert f"**{key}**" in page, info.name
+
+
+def test_contrib_postfix_lines_match_the_generator() -> None:
+    from etrn_ext.core.model import IntermittentDomain
+    from etrn_ext.core.names import parse_domain
+    from etrn_ext.core.postfix_setup import render_postfix_config
+
+    contrib = MAN.parent / "contrib" / "postfix" / "etrn-relay.conf"
+    example = IntermittentDomain(parse_domain("site.example"), include_subdomains=True)
+    assert contrib.read_text() == render_postfix_config([example])
