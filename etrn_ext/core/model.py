@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from etrn_ext.core.names import DomainName
 
@@ -97,6 +97,17 @@ class HeldRecipient:
     last_seen: float
     state: HeldState = HeldState.HELD
     reason: str = ""
+
+
+class PendingRecipient(NamedTuple):
+    """The index's view of a still-queued recipient, as sync compares it with the queue."""
+
+    domain: str
+    size: int
+    arrival_time: float
+    first_seen: float
+    state: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,17 +82,14 @@ held = Table(
     Column("reason", Text, nullable=False),
     # queue_id first: "show QUEUE_ID" looks messages up across relays of a shared index.
     UniqueConstraint("queue_id", "node", "recipient", name="uq_etrn_held_recipient"),
-    # Covers the per-domain summary and held_for() over pending rows only.
-    Index(
-        "ix_etrn_held_pending",
-        "domain",
-        "node",
-        "queue_id",
-        "arrival_time",
-        "size",
-        sqlite_where=PENDING_CONDITION,
-        postgresql_where=PENDING_CONDITION,
-    ),
+)
+
+# Covers the per-domain summary and held_for() over pending rows only. Plain DDL, the
+# same on SQLite and PostgreSQL: declaring it with dialect keywords would import the
+# PostgreSQL dialect (and asyncio) into every etrnctl start.
+PENDING_INDEX_DDL: Final = text(
+    "CREATE INDEX ix_etrn_held_pending ON etrn_held "
+    "(domain, node, queue_id, arrival_time, size) WHERE state IN ('held', 'flushing')"
 )
 
 events = Table(
@@ -141,6 +138,7 @@ def ensure_schema(
         found = current_version(connection)
         if found is None:
             metadata.create_all(connection)
+            connection.execute(PENDING_INDEX_DDL)
             connection.execute(schema_info.insert().values(version=target))
             return 0
     if found > target:

@@ -16,14 +16,24 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from etrn_ext.core.errors import IndexUnavailableError
 from etrn_ext.core.model import Event, HeldRecipient
-from etrn_ext.index.store import IndexStore, event_values, held_values
+from etrn_ext.index.store import HeldValues, IndexStore, event_values, held_values
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Rows:
+    held: list[HeldValues] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.held) + len(self.events)
+
 
 _STOP: Final = object()
 
@@ -44,7 +54,9 @@ class BatchWriter:
     def __init__(self, store: IndexStore, *, max_rows: int, queue_limit: int) -> None:
         self._store = store
         self._max_rows = max_rows
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_limit)
+        self._queue_limit = queue_limit
+        # SimpleQueue is lock-free on the put side; the limit is checked with qsize().
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="etrn-index-writer", daemon=True)
         self.stats = WriterStats()
 
@@ -54,73 +66,68 @@ class BatchWriter:
 
     def submit_held(self, rows: Iterable[HeldRecipient]) -> bool:
         """Queue one message's held recipients; False if they had to be dropped."""
-        return self._put(("held", [held_values(row) for row in rows]))
+        return self._put(_Rows(held=[held_values(row) for row in rows]))
 
     def submit_event(self, event: Event) -> bool:
         """Queue one audit event; False if it had to be dropped."""
-        return self._put(("event", [event_values(event)]))
+        return self._put(_Rows(events=[event_values(event)]))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted before this call is committed (or failed)."""
         done = threading.Event()
-        self._queue.put(done, timeout=timeout)
+        self._queue.put(done)
         return done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Commit what is queued, then stop the thread."""
         if self._thread.is_alive():
-            self._queue.put(_STOP, timeout=timeout)
+            self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    def _put(self, item: tuple[str, list[dict[str, Any]]]) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.stats.dropped += len(item[1])
-            log.warning(
-                "index writer queue full: dropped %d row(s); run 'etrnctl sync'", len(item[1])
-            )
+    def _put(self, rows: _Rows) -> bool:
+        if self._queue.qsize() >= self._queue_limit:
+            self.stats.dropped += len(rows)
+            log.warning("index writer queue full: dropped %d row(s); run 'etrnctl sync'", len(rows))
             return False
+        self._queue.put(rows)
         return True
 
     def _run(self) -> None:
-        while True:
+        running = True
+        while running:
             batch = [self._queue.get()]
-            rows = len(batch[0][1]) if isinstance(batch[0], tuple) else 0
+            rows = len(batch[0]) if isinstance(batch[0], _Rows) else 0
             while rows < self._max_rows:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)
-                if isinstance(item, tuple):
-                    rows += len(item[1])
-            if not self._commit(batch):
-                return
+                if isinstance(item, _Rows):
+                    rows += len(item)
+            running = self._commit(batch)
 
     def _commit(self, batch: list[Any]) -> bool:
-        """Write the rows of ``batch``, then release waiters; False once stopped."""
-        held_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
+        """Write the rows of ``batch``, then release waiters; False once told to stop."""
+        merged = _Rows()
         for item in batch:
-            if isinstance(item, tuple):
-                (held_rows if item[0] == "held" else event_rows).extend(item[1])
-        if held_rows or event_rows:
+            if isinstance(item, _Rows):
+                merged.held.extend(item.held)
+                merged.events.extend(item.events)
+        if merged:
             try:
-                self._store.write_batch(held_rows, event_rows)
+                self._store.write_batch(merged.held, merged.events)
             except IndexUnavailableError as exc:
-                lost = len(held_rows) + len(event_rows)
-                self.stats.failed += lost
+                self.stats.failed += len(merged)
                 log.error(
-                    "index write failed, %d row(s) lost: %s; run 'etrnctl sync'", lost, exc.reason
+                    "index write failed, %d row(s) lost: %s; run 'etrnctl sync'",
+                    len(merged),
+                    exc.reason,
                 )
             else:
-                self.stats.committed += len(held_rows) + len(event_rows)
+                self.stats.committed += len(merged)
                 self.stats.transactions += 1
-        running = True
         for item in batch:
             if isinstance(item, threading.Event):
                 item.set()
-            elif item is _STOP:
-                running = False
-        return running
+        return not any(item is _STOP for item in batch)

@@ -29,7 +29,10 @@ class MtaAdapter(Protocol):
     kind: str
 
     def list_queue(self) -> Iterator[QueueEntry]:
-        """Stream the queue, one message at a time, with its pending recipients."""
+        """Start listing the queue now; yield one message at a time with its pending recipients.
+
+        Starting at the call lets the MTA work while the caller opens the index.
+        """
         ...
 
     def flush_domain(self, domain: DomainName) -> None:

@@ -24,7 +24,7 @@ from etrn_ext.core.names import DomainName, QueueId
 from etrn_ext.core.postfix_setup import split_list
 from etrn_ext.core.units import parse_duration
 from etrn_ext.mta.base import LogPosition
-from etrn_ext.mta.run import run_command, stream_lines
+from etrn_ext.mta.run import LineStream, run_command
 
 EX_UNAVAILABLE: Final = 69
 PARALLEL_ID_FLUSHES: Final = 4
@@ -124,11 +124,10 @@ class PostfixAdapter:
     # --- the MtaAdapter interface -----------------------------------------------------
 
     def list_queue(self) -> Iterator[QueueEntry]:
+        """Start ``postqueue -j`` now; parse its lines as the caller iterates."""
         argv = self._argv(self.settings.postqueue, "-j")
-        with stream_lines(argv, timeout=self.settings.command_timeout_seconds) as lines:
-            for line in lines:
-                if line.strip():
-                    yield parse_queue_line(line)
+        lines = LineStream(argv, timeout=self.settings.command_timeout_seconds)
+        return (parse_queue_line(line) for line in lines if line.strip())
 
     def flush_domain(self, domain: DomainName) -> None:
         argv = self._argv(self.settings.postqueue, "-s", domain.ascii)

@@ -7,14 +7,13 @@ timeout, captures output and turns every failure into ``MtaCommandError``.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import Any, Final
 
 from etrn_ext.core.errors import MtaCommandError
 
@@ -59,36 +58,84 @@ def run_command(argv: Sequence[str], *, timeout: float, check: bool = True) -> C
     return CommandResult(tuple(argv), process.returncode, stdout, stderr)
 
 
-@contextmanager
-def stream_lines(argv: Sequence[str], *, timeout: float) -> Iterator[Iterator[str]]:
-    """Yield the command's stdout line by line without holding it all in memory.
+class LineStream:
+    """A command started now whose output is read line by line later, as it is written.
 
-    The process is killed when it runs longer than ``timeout``; on leaving the block a
-    non-zero exit (or the kill) raises ``MtaCommandError`` with its stderr.
+    The output goes to an unlinked temporary file rather than a pipe, so the command
+    runs at full speed while the caller is still busy (opening the index, say) and
+    nothing is held in memory: the reader follows the file as it grows. The process is
+    killed after ``timeout``; a failure is raised when the output has been read.
     """
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as errors:
-        process = _spawn(argv, stdout=subprocess.PIPE, stderr=errors)
-        stdout = cast(IO[str], process.stdout)
-        killed = threading.Event()
 
-        def kill() -> None:
-            killed.set()
-            process.kill()
+    POLL_SECONDS: Final = 0.005
+    CHUNK: Final = 1 << 16
 
-        timer = threading.Timer(timeout, kill)
-        timer.start()
+    def __init__(self, argv: Sequence[str], *, timeout: float) -> None:
+        self.argv = tuple(argv)
+        # The command writes to one open file and we read through another, so that
+        # the two file offsets are independent; the name is unlinked at once. All of
+        # these are owned by this object and closed in close(), however reading ends.
+        descriptor, path = tempfile.mkstemp(prefix="etrn-output-")
         try:
-            yield iter(stdout)
+            self._reader = open(path, "rb")  # noqa: SIM115
         finally:
-            stdout.close()
-            process.wait()
-            timer.cancel()
-        if killed.is_set():
-            raise MtaCommandError(argv, f"timed out after {timeout:g}s")
-        # -SIGPIPE: the caller stopped reading early, which is its right.
-        if process.returncode not in (0, -signal.SIGPIPE):
-            errors.seek(0)
-            raise _failure(argv, process.returncode, errors.read())
+            os.unlink(path)
+        self._output = os.fdopen(descriptor, "wb")
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = _spawn(argv, stdout=self._output, stderr=self._errors)
+        self._killed = threading.Event()
+        self._timer = threading.Timer(timeout, self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+        self._timeout = timeout
+        self._stderr = ""
+
+    def _kill(self) -> None:
+        self._killed.set()
+        self._process.kill()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._reader.read(self.CHUNK)
+            if chunk:
+                yield chunk
+            elif self._process.poll() is not None:
+                rest = self._reader.read()
+                if rest:
+                    yield rest
+                return
+            else:
+                time.sleep(self.POLL_SECONDS)
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            pending = b""
+            for chunk in self._chunks():
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+            if pending:
+                yield pending.decode("utf-8", "replace")
+        finally:
+            self.close()
+        if self._killed.is_set():
+            raise MtaCommandError(self.argv, f"timed out after {self._timeout:g}s")
+        if self._process.returncode != 0:
+            raise _failure(self.argv, self._process.returncode, self._stderr)
+
+    def close(self) -> None:
+        """Stop the command if it still runs, keep its stderr, release its files."""
+        if self._output.closed:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        self._timer.cancel()
+        self._errors.seek(0)
+        self._stderr = self._errors.read().decode("utf-8", "replace")
+        self._errors.close()
+        self._output.close()
+        self._reader.close()
 
 
 def is_executable(path: str) -> bool:

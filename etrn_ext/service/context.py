@@ -7,11 +7,13 @@ import os
 import time
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from etrn_ext.config import Settings
-from etrn_ext.index.store import IndexStore
-from etrn_ext.mta.base import MtaAdapter
-from etrn_ext.mta.postfix import PostfixAdapter
+
+if TYPE_CHECKING:
+    from etrn_ext.index.store import IndexStore
+    from etrn_ext.mta.base import MtaAdapter
 
 
 def local_actor() -> str:
@@ -39,12 +41,19 @@ class Context:
     def node(self) -> str:
         return self.settings.node
 
+    # The adapters are imported when first used: commands pay only for what they touch,
+    # and sync can start the MTA's queue listing before SQLAlchemy is even imported.
+
     @cached_property
     def store(self) -> IndexStore:
+        from etrn_ext.index.store import IndexStore  # noqa: PLC0415
+
         return IndexStore.open(self.settings.index)
 
     @cached_property
     def mta(self) -> MtaAdapter:
+        from etrn_ext.mta.postfix import PostfixAdapter  # noqa: PLC0415
+
         return PostfixAdapter(self.settings.mta)
 
     def close(self) -> None:

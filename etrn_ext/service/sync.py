@@ -21,6 +21,7 @@ from etrn_ext.core.model import (
     HeldRecipient,
     HeldState,
     Outcome,
+    PendingRecipient,
     QueueEntry,
 )
 from etrn_ext.core.rules import HeldDomains
@@ -97,9 +98,9 @@ def held_rows_of(
             )
 
 
-def _unchanged(old: HeldRecipient, new: HeldRecipient) -> bool:
+def _unchanged(old: PendingRecipient, new: HeldRecipient) -> bool:
     return (old.state, old.reason, old.domain, old.size, old.arrival_time) == (
-        new.state,
+        new.state.value,
         new.reason,
         new.domain,
         new.size,
@@ -130,13 +131,14 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
     """Bring this relay's part of the index in line with its queue."""
     started = ctx.clock()
     timer = time.monotonic()
+    listing = ctx.mta.list_queue()  # the MTA lists its queue while we open the index
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     known = ctx.store.pending_rows(ctx.node)
     seen: set[tuple[str, str]] = set()
     pending_writes: list[HeldRecipient] = []
     messages = added = updated = 0
 
-    for entry in ctx.mta.list_queue():
+    for entry in listing:
         messages += 1
         for row in held_rows_of(entry, matcher, ctx.node, started):
             key = (row.queue_id, row.recipient)
