@@ -26,8 +26,9 @@ from sqlalchemy import create_engine
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.model import HeldRecipient
 from etrn_ext.core.names import DomainName
+from etrn_ext.index.rows import HELD_COLUMNS, held_values
 from etrn_ext.index.schema import held, metadata
-from etrn_ext.index.store import HELD_COLUMNS, IndexStore, held_values
+from etrn_ext.index.store import IndexStore
 from etrn_ext.index.writer import BatchWriter
 
 NOW = 1_795_900_000.0

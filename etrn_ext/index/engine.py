@@ -46,6 +46,9 @@ def make_engine(settings: IndexSettings) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        # A larger page cache keeps the index's B-trees in memory across a batch
+        # (the default 2 MB re-reads pages with pread on every upsert of a big sync).
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")

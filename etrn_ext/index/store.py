@@ -30,6 +30,7 @@ from etrn_ext.core.model import (
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import clients_from_texts
 from etrn_ext.index.engine import make_engine
+from etrn_ext.index.rows import HELD_COLUMNS, HeldValues, held_values
 from etrn_ext.index.schema import PENDING_CONDITION, domains, ensure_schema, events, held, state
 
 P = ParamSpec("P")
@@ -90,39 +91,6 @@ def _domain_from_row(row: Row[Any]) -> IntermittentDomain:
         expected_outage_seconds=row.expected_outage_seconds,
         created_at=row.created_at,
         updated_at=row.updated_at,
-    )
-
-
-HELD_COLUMNS = (
-    "queue_id",
-    "node",
-    "recipient",
-    "domain",
-    "sender",
-    "size",
-    "arrival_time",
-    "first_seen",
-    "last_seen",
-    "state",
-    "reason",
-)
-HeldValues = tuple[str, str, str, str, str, int, float, float, float, str, str]
-
-
-def held_values(row: HeldRecipient) -> HeldValues:
-    """Column values of one held recipient in ``HELD_COLUMNS`` order (the writer's unit)."""
-    return (
-        row.queue_id,
-        row.node,
-        row.recipient,
-        row.domain,
-        row.sender,
-        row.size,
-        row.arrival_time,
-        row.first_seen,
-        row.last_seen,
-        row.state.value,
-        row.reason,
     )
 
 

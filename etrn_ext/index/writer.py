@@ -21,7 +21,8 @@ from typing import Any, Final
 
 from etrn_ext.core.errors import IndexUnavailableError
 from etrn_ext.core.model import Event, HeldRecipient
-from etrn_ext.index.store import HeldValues, IndexStore, event_values, held_values
+from etrn_ext.index.rows import HeldValues, held_values
+from etrn_ext.index.store import IndexStore, event_values
 
 log = logging.getLogger(__name__)
 

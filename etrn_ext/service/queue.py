@@ -20,7 +20,7 @@ from etrn_ext.core.names import DomainName, QueueId, parse_domain, parse_queue_i
 from etrn_ext.core.rules import HeldDomains
 from etrn_ext.core.units import parse_duration
 from etrn_ext.service.context import Context
-from etrn_ext.service.sync import held_rows_of, sync
+from etrn_ext.service.sync import held_values_of, sync
 
 Key = tuple[str, str]
 
@@ -160,10 +160,13 @@ def _finish(
     queue_ids = [entry.queue_id for entry in entries]
     on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
     now = ctx.clock()
-    ctx.store.record_held(
-        row
-        for entry in entries
-        for row in held_rows_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
+    ctx.store.write_batch(
+        [
+            row
+            for entry in entries
+            for row in held_values_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
+        ],
+        [],
     )
     ctx.store.record_event(
         Event(

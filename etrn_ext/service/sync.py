@@ -10,7 +10,7 @@ rewritten, so a second sync right after the first writes almost nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -18,17 +18,17 @@ from etrn_ext.core.model import (
     DeliveryRecord,
     Event,
     EventKind,
-    HeldRecipient,
     HeldState,
     Outcome,
     PendingRecipient,
     QueueEntry,
 )
 from etrn_ext.core.rules import HeldDomains
+from etrn_ext.index.rows import HeldValues
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.service.context import Context
 
-WRITE_BATCH: Final = 2000
+WRITE_BATCH: Final = 5000
 PROGRESS_EVERY: Final = 1000
 LOG_POSITION_KEY: Final = "mail_log_position"
 
@@ -72,35 +72,35 @@ class _Outcomes:
         return self.by_recipient.get((queue_id, recipient), (HeldState.GONE, last_reason))
 
 
-def held_rows_of(
+def held_values_of(
     entry: QueueEntry,
     matcher: HeldDomains,
     node: str,
     now: float,
     state: HeldState = HeldState.HELD,
-) -> Iterable[HeldRecipient]:
+) -> Iterator[HeldValues]:
     """The index rows for the held recipients of one queued message."""
     for recipient in entry.recipients:
         domain = matcher.for_address(recipient.address)
         if domain is not None:
-            yield HeldRecipient(
-                node=node,
-                queue_id=entry.queue_id,
-                recipient=recipient.address,
-                domain=domain,
-                sender=entry.sender,
-                size=entry.size,
-                arrival_time=entry.arrival_time,
-                first_seen=now,
-                last_seen=now,
-                state=state,
-                reason=recipient.delay_reason,
+            yield HeldValues(
+                entry.queue_id,
+                node,
+                recipient.address,
+                domain,
+                entry.sender,
+                entry.size,
+                entry.arrival_time,
+                now,
+                now,
+                state.value,
+                recipient.delay_reason,
             )
 
 
-def _unchanged(old: PendingRecipient, new: HeldRecipient) -> bool:
+def _unchanged(old: PendingRecipient, new: HeldValues) -> bool:
     return (old.state, old.reason, old.domain, old.size, old.arrival_time) == (
-        new.state.value,
+        new.state,
         new.reason,
         new.domain,
         new.size,
@@ -132,15 +132,16 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
     started = ctx.clock()
     timer = time.monotonic()
     listing = ctx.mta.list_queue()  # the MTA lists its queue while we open the index
+    node = ctx.node
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     known = ctx.store.pending_rows(ctx.node)
     seen: set[tuple[str, str]] = set()
-    pending_writes: list[HeldRecipient] = []
+    pending_writes: list[HeldValues] = []
     messages = added = updated = 0
 
     for entry in listing:
         messages += 1
-        for row in held_rows_of(entry, matcher, ctx.node, started):
+        for row in held_values_of(entry, matcher, node, started):
             key = (row.queue_id, row.recipient)
             seen.add(key)
             old = known.get(key)
@@ -152,11 +153,11 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
                 updated += 1
             pending_writes.append(row)
         if len(pending_writes) >= WRITE_BATCH:
-            ctx.store.record_held(pending_writes)
+            ctx.store.write_batch(pending_writes, [])
             pending_writes = []
         if progress and messages % PROGRESS_EVERY == 0:
             progress(messages)
-    ctx.store.record_held(pending_writes)
+    ctx.store.write_batch(pending_writes, [])
 
     outcomes = _read_log(ctx, matcher)
     finishing = [

@@ -1,0 +1,144 @@
+"""The Postfix policy delegation protocol, sans I/O: attribute blocks in, actions out.
+
+A request is ``name=value`` lines ended by an empty line (SMTPD_POLICY_README); the
+reply is ``action=...`` and an empty line. The decoder is fed whatever bytes arrive and
+hands back complete requests. Anything that is not a well-formed block within the
+limits (no ``request=``, a line without ``=``, binary, an over-long line or block)
+raises ``ProtocolError``; the caller logs it and closes the connection. Memory stays
+bounded by the block limit whatever a peer sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+MAX_LINE_BYTES: Final = 4096
+MAX_BLOCK_BYTES: Final = 65536
+EXPECTED_REQUEST: Final = "smtpd_access_policy"
+
+
+class ProtocolError(ValueError):
+    """The peer does not speak the policy protocol (or breaks its limits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """One policy request; attributes absent from the block are empty strings."""
+
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        return self.attributes.get(name, "")
+
+    @property
+    def protocol_state(self) -> str:
+        return self.get("protocol_state").upper()
+
+    @property
+    def instance(self) -> str:
+        return self.get("instance")
+
+    @property
+    def queue_id(self) -> str:
+        return self.get("queue_id")
+
+    @property
+    def recipient(self) -> str:
+        return self.get("recipient")
+
+    @property
+    def sender(self) -> str:
+        return self.get("sender")
+
+    @property
+    def client_address(self) -> str:
+        return self.get("client_address")
+
+    @property
+    def client_name(self) -> str:
+        return self.get("client_name")
+
+    @property
+    def sasl_username(self) -> str:
+        return self.get("sasl_username")
+
+    @property
+    def etrn_domain(self) -> str:
+        return self.get("etrn_domain")
+
+    @property
+    def size(self) -> int:
+        value = self.get("size")
+        return int(value) if value.isdigit() else 0
+
+
+def _parse_block(lines: list[bytes]) -> PolicyRequest:
+    attributes: dict[str, str] = {}
+    for raw in lines:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("attribute is not UTF-8 text") from exc
+        if any(ord(char) < 32 for char in line):
+            raise ProtocolError("control character in attribute")
+        name, equals, value = line.partition("=")
+        if not equals or not name:
+            raise ProtocolError(f"not a name=value line: {line[:60]!r}")
+        attributes[name] = value
+    request = attributes.get("request")
+    if request is None:
+        raise ProtocolError("block without request= attribute")
+    if request != EXPECTED_REQUEST:
+        raise ProtocolError(f"unknown request type {request[:60]!r}")
+    return PolicyRequest(attributes)
+
+
+class PolicyDecoder:
+    """Incremental decoder: ``feed(bytes)`` returns the requests completed so far."""
+
+    def __init__(self, *, max_line: int = MAX_LINE_BYTES, max_block: int = MAX_BLOCK_BYTES) -> None:
+        self._buffer = bytearray()
+        self._lines: list[bytes] = []
+        self._block_size = 0
+        self._max_line = max_line
+        self._max_block = max_block
+
+    @property
+    def mid_block(self) -> bool:
+        """True when a block has started but not ended (a peer closing now breaks protocol)."""
+        return bool(self._lines or self._buffer)
+
+    def feed(self, data: bytes) -> list[PolicyRequest]:
+        self._buffer += data
+        requests: list[PolicyRequest] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self._max_line:
+                    raise ProtocolError(f"line longer than {self._max_line} bytes")
+                return requests
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > self._max_line:
+                raise ProtocolError(f"line longer than {self._max_line} bytes")
+            if not line:
+                if self._lines:
+                    requests.append(_parse_block(self._lines))
+                    self._lines = []
+                    self._block_size = 0
+                continue
+            self._block_size += len(line) + 1
+            if self._block_size > self._max_block:
+                raise ProtocolError(f"request block larger than {self._max_block} bytes")
+            self._lines.append(line)
+
+
+def format_action(action: str) -> bytes:
+    """``action=...`` plus the empty line that ends the reply."""
+    if "\n" in action or "\r" in action:
+        raise ValueError("an action is one line")
+    return f"action={action}\n\n".encode()
