@@ -118,6 +118,98 @@ class MtaSettings:
     )
 
 
+def _policy_action(value: str) -> str | None:
+    """A Postfix access action on one line: a word (DUNNO, OK, REJECT...) or a 4xx/5xx reply."""
+    if not value or "\n" in value or "\r" in value:
+        return "must be one non-empty line"
+    word = value.split(maxsplit=1)[0]
+    if re.fullmatch(r"[45][0-9][0-9]", word) or re.fullmatch(r"[A-Z_]+", word):
+        return None
+    return "must be an access action such as DUNNO, OK, or a 4xx/5xx reply"
+
+
+def _smtp_reply(value: str) -> str | None:
+    if _policy_action(value) is None and re.match(r"[45][0-9][0-9] ", value):
+        return None
+    return "must be a 4xx or 5xx reply with text, e.g. '452 4.2.2 quota exceeded'"
+
+
+def _listen_address(value: str) -> str | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return "must be HOST:PORT (e.g. 127.0.0.1:10040) or empty"
+
+
+def _octal_mode(value: str) -> str | None:
+    return None if re.fullmatch(r"0?[0-7]{3}", value) else "must be an octal mode such as 0660"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicydSettings:
+    """[policyd]: the Postfix policy daemon (quota at RCPT, recording at END-OF-MESSAGE, ETRN)."""
+
+    listen: str = setting(
+        "/var/spool/postfix/private/etrn-policy",
+        "unix socket to listen on (empty: none); in the Postfix spool a chrooted smtpd reaches it",
+        _absolute_path_or_empty,
+    )
+    listen_tcp: str = setting(
+        "", "also listen on this loopback HOST:PORT (empty: no)", _listen_address
+    )
+    socket_mode: str = setting("0666", "permissions of the unix socket", _octal_mode)
+    on_error: str = setting(
+        "DUNNO", "answer when handling a request fails: never block mail", _policy_action
+    )
+    quota_action: str = setting(
+        "452 4.2.2 held-mail quota for {domain} exceeded",
+        "answer to a recipient of a domain over its quota ({domain} is replaced)",
+        _smtp_reply,
+    )
+    registry_refresh_seconds: float = setting(
+        30.0, "how often the registry of domains is re-read from the index", _positive
+    )
+    usage_refresh_seconds: float = setting(
+        10.0, "how often held-mail totals for quotas are re-read from the index", _positive
+    )
+    idle_timeout_seconds: float = setting(
+        600.0, "close a policy connection after this long without a request", _positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EtrnSettings:
+    """[etrn]: who may ETRN and how often it starts flush work (policyd, socketmap)."""
+
+    unregistered_action: str = setting(
+        "DUNNO",
+        "answer for a domain that is not registered (DUNNO: the MTA's own rules decide)",
+        _policy_action,
+    )
+    refuse_action: str = setting(
+        "459 4.7.1 not allowed to flush {domain}",
+        "answer to a client that may not flush a registered domain ({domain} is replaced)",
+        _smtp_reply,
+    )
+    domain_flush_interval_seconds: float = setting(
+        60.0, "an ETRN starts flush work for a domain at most once in this time", _positive
+    )
+    client_limit: int = setting(
+        10, "ETRNs per client and window that may start flush work", _positive
+    )
+    client_window_seconds: float = setting(60.0, "the window of client_limit", _positive)
+    targeted_flush: bool = setting(
+        True,
+        "after an allowed ETRN, also flush held messages Postfix's flush log does not cover",
+    )
+    dns_timeout_seconds: float = setting(
+        3.0, "DNS lookups for host-name and dns:mx allow rules give up after this", _positive
+    )
+    dns_cache_seconds: float = setting(300.0, "how long DNS answers are reused", _positive)
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     """[log]: how much the programs say, and where syslog files it."""
@@ -147,6 +239,8 @@ class LogSettings:
 SECTIONS: Final[Mapping[str, type]] = {
     "index": IndexSettings,
     "mta": MtaSettings,
+    "policyd": PolicydSettings,
+    "etrn": EtrnSettings,
     "log": LogSettings,
 }
 
@@ -157,6 +251,8 @@ class Settings:
 
     index: IndexSettings = field(default_factory=IndexSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
+    policyd: PolicydSettings = field(default_factory=PolicydSettings)
+    etrn: EtrnSettings = field(default_factory=EtrnSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None
     explicit: frozenset[str] = frozenset()

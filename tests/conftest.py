@@ -14,7 +14,11 @@ from click.testing import CliRunner, Result
 
 from etrn_ext.cli.main import cli
 from etrn_ext.config import IndexSettings
+from etrn_ext.core.model import IntermittentDomain
+from etrn_ext.core.names import parse_domain
+from etrn_ext.core.postfix_setup import policyd_main_cf, recipient_map_lines
 from etrn_ext.index.store import IndexStore
+from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix, postfix_missing
 from etrn_ext.testing.postgres import PrivatePostgres, postgres_missing
@@ -168,3 +172,52 @@ def etrnctl_for(tmp_path: Path) -> Callable[[PrivatePostfix], Etrnctl]:
         return Etrnctl(relay_config(relay, tmp_path))
 
     return make
+
+
+# --- a relay with etrn-policyd in front of it, configured by postfix-config's lines ----------
+
+
+class PolicyRelay:
+    """A private relay set up with ``etrnctl postfix-config``'s policy lines, and the daemon."""
+
+    def __init__(self, relay: PrivatePostfix, daemon: DaemonProcess, etrnctl: Etrnctl) -> None:
+        self.relay = relay
+        self.daemon = daemon
+        self.etrnctl = etrnctl
+
+
+@pytest.fixture
+def make_policy_relay(
+    make_relay: Callable[..., PrivatePostfix], tmp_path: Path
+) -> Iterator[Callable[..., PolicyRelay]]:
+    daemons: list[DaemonProcess] = []
+
+    def make(domains: dict[str, tuple[str, ...]], **relay_options: object) -> PolicyRelay:
+        """``domains`` maps each registered domain to its ``etrnctl domain add`` options."""
+        relay = make_relay(start=False, domains=list(domains), **relay_options)
+        entries = [IntermittentDomain(parse_domain(name)) for name in domains]
+        relay.extra_main_cf.update(
+            policyd_main_cf(
+                relay.main_cf(), str(relay.config_directory), "unix:private/etrn-policy"
+            )
+        )
+        relay.maps["etrn-recipients"] = recipient_map_lines(entries)
+        relay.start()
+        socket_path = relay.queue_directory / "private" / "etrn-policy"
+        config = relay_config(relay, tmp_path)
+        config.write_text(
+            config.read_text() + f'[policyd]\nlisten = "{socket_path}"\n'
+            "usage_refresh_seconds = 0.5\nregistry_refresh_seconds = 0.5\n"
+        )
+        etrnctl = Etrnctl(config)
+        for name, options in domains.items():
+            assert etrnctl("domain", "add", name, *options).exit_code == 0
+        daemon = DaemonProcess(
+            "etrn-policyd", config, socket_path, tmp_path / "policyd.log"
+        ).start()
+        daemons.append(daemon)
+        return PolicyRelay(relay, daemon, etrnctl)
+
+    yield make
+    for daemon in daemons:
+        daemon.stop()

@@ -126,10 +126,11 @@ def _register_commands() -> None:
     from etrn_ext.cli.domains import domain
     from etrn_ext.cli.flush import flush
     from etrn_ext.cli.postfix import doctor, postfix_config
-    from etrn_ext.cli.queue import list_, show, summary
+    from etrn_ext.cli.queue import events, list_, show, summary
     from etrn_ext.cli.sync import sync
 
-    for command in (config, doctor, domain, flush, list_, postfix_config, show, summary, sync):
+    commands = (config, doctor, domain, events, flush, list_, postfix_config, show, summary, sync)
+    for command in commands:
         cli.add_command(command)
 
 

@@ -17,12 +17,16 @@ EX_PROBLEMS_FOUND = 1
 @click.command("postfix-config")
 @click.argument("domains", nargs=-1, metavar="[DOMAIN]...")
 @click.option("--generic", is_flag=True, help="Do not merge with the live configuration.")
+@click.option("--no-policyd", is_flag=True, help="Leave out the etrn-policyd lines.")
 @click.pass_obj
-def postfix_config(state: CliState, /, domains: tuple[str, ...], generic: bool) -> None:
-    """Print the main.cf, master.cf and transport lines for DOMAINs (default: all registered)."""
+def postfix_config(
+    state: CliState, /, domains: tuple[str, ...], generic: bool, no_policyd: bool
+) -> None:
+    """Print the main.cf, master.cf and map lines for DOMAINs (default: all registered)."""
     from etrn_ext.service.postfix import postfix_config as render_config
 
-    click.echo(render_config(state.context(), domains, live=not generic), nl=False)
+    text = render_config(state.context(), domains, live=not generic, policyd=not no_policyd)
+    click.echo(text, nl=False)
 
 
 @click.command("doctor")

@@ -203,3 +203,47 @@ def summary(state: CliState, /, as_json: bool) -> None:
         rows,
         right=["MSGS", "RCPTS", "SIZE", "OLDEST"],
     )
+
+
+@click.command("events")
+@click.argument("domain", required=False)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help="etrn, flush, sync, quota or domain. Repeatable.",
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def events(
+    state: CliState, /, domain: str | None, kinds: tuple[str, ...], limit: int, as_json: bool
+) -> None:
+    """The audit trail, newest first: who asked for what, when, and how it ended."""
+    from etrn_ext.service.queue import list_events
+
+    found = list_events(state.context(), domain, kinds=kinds, limit=limit)
+    if as_json:
+        render.emit_json([event_json(event) for event in found])
+        return
+    render.emit_table(
+        ["TIME", "EVENT", "DOMAIN", "OUTCOME", "BY", "DETAIL"],
+        [
+            [
+                render.local_time(e.at),
+                e.kind.value,
+                e.domain or "-",
+                e.outcome,
+                e.actor,
+                _short(_detail_text(e), 50),
+            ]
+            for e in found
+        ],
+    )
+
+
+def _detail_text(event: Event) -> str:
+    return " ".join(
+        f"{key}={value}" for key, value in event.detail.items() if value not in (None, "", [], {})
+    )

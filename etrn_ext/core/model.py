@@ -44,11 +44,16 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class EtrnClients:
-    """Who may ask the relay to flush a domain: networks, client host names, SASL logins."""
+    """Who may ask the relay to flush a domain.
+
+    Networks, client host names (the verified name, or any address DNS gives for it),
+    SASL logins, and ``mx``: any address of the domain's own MX or A records.
+    """
 
     networks: tuple[IPNetwork, ...] = ()
     hosts: tuple[DomainName, ...] = ()
     sasl_users: tuple[str, ...] = ()
+    mx: bool = False
 
     def as_texts(self) -> list[str]:
         """The rules as ``--allow`` values, so that they can be typed back in."""
@@ -56,6 +61,7 @@ class EtrnClients:
             *(str(network) for network in self.networks),
             *(str(host) for host in self.hosts),
             *(f"sasl:{user}" for user in self.sasl_users),
+            *(["dns:mx"] if self.mx else []),
         ]
 
 

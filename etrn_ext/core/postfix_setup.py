@@ -30,6 +30,17 @@ PARAMETERS: Final = (
     "authorized_flush_users",
     "mail_owner",
     "smtpd_etrn_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_end_of_data_restrictions",
+    "smtpd_restriction_classes",
+    "queue_directory",
+)
+POLICY_CLASS: Final = "etrn_policy"
+RECIPIENT_MAP: Final = "etrn-recipients"
+RESTRICTION_LISTS: Final = (
+    "smtpd_recipient_restrictions",
+    "smtpd_end_of_data_restrictions",
+    "smtpd_etrn_restrictions",
 )
 
 
@@ -38,11 +49,42 @@ def split_list(value: str) -> list[str]:
     return [item for item in re.split(r"[\s,]+", value) if item]
 
 
+def split_restrictions(value: str) -> list[str]:
+    """A restriction list as items, keeping ``{ ... }`` groups (Postfix 3.0 syntax) whole."""
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in value:
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        if depth == 0 and (char == "," or char.isspace()):
+            if current:
+                items.append("".join(current).strip())
+                current = []
+            continue
+        current.append(char)
+    if current:
+        items.append("".join(current).strip())
+    return items
+
+
+def _policy_without_default(restrictions: str) -> bool:
+    items = split_restrictions(restrictions)
+    for position, item in enumerate(items):
+        if item == "check_policy_service":
+            following = items[position + 1] if position + 1 < len(items) else ""
+            if "default_action" not in following:
+                return True
+    return False
+
+
 def _is_table(item: str) -> bool:
     return ":" in item or item.startswith("/")
 
 
-def _listed(domain: str, items: Sequence[str], *, parents_match: bool) -> bool | None:
+def is_listed(domain: str, items: Sequence[str], *, parents_match: bool) -> bool | None:
     """True/False if a literal entry decides; None if only lookup tables could say."""
     for item in items:
         name = item.lower().rstrip(".")
@@ -93,7 +135,7 @@ def _domain_findings(domain: IntermittentDomain, facts: PostfixFacts) -> list[Fi
     parameters = facts.parameters
     parents = split_list(parameters.get("parent_domain_matches_subdomains", ""))
     findings = []
-    relayed = _listed(
+    relayed = is_listed(
         name,
         split_list(parameters.get("relay_domains", "")),
         parents_match="relay_domains" in parents,
@@ -106,7 +148,7 @@ def _domain_findings(domain: IntermittentDomain, facts: PostfixFacts) -> list[Fi
                 f"add {name} to relay_domains",
             )
         )
-    flushable = _listed(
+    flushable = is_listed(
         name,
         split_list(parameters.get("fast_flush_domains", "")),
         parents_match="fast_flush_domains" in parents,
@@ -198,6 +240,17 @@ def check_postfix(facts: PostfixFacts, domains: Sequence[IntermittentDomain]) ->
                 f"add {facts.user} to authorized_flush_users, or run etrnctl as root",
             )
         )
+    classes = split_list(parameters.get("smtpd_restriction_classes", ""))
+    for name in [*RESTRICTION_LISTS, *classes]:
+        if _policy_without_default(parameters.get(name, "")):
+            findings.append(
+                Finding(
+                    "error",
+                    f"{name} uses check_policy_service without default_action: while the "
+                    "policy daemon is down Postfix answers 451 4.3.5 (for ETRN too)",
+                    "write check_policy_service { unix:private/etrn-policy, default_action=DUNNO }",
+                )
+            )
     if domains and not split_list(parameters.get("smtpd_etrn_restrictions", "")):
         findings.append(
             Finding(
@@ -227,16 +280,103 @@ def recommended_lifetime(domains: Sequence[IntermittentDomain], current: str | N
     return current or DEFAULT_LIFETIME
 
 
+def policy_service_name(listen: str, queue_directory: str) -> str:
+    """How main.cf names the socket: ``unix:private/x`` inside the spool, else ``unix:/path``."""
+    prefix = queue_directory.rstrip("/") + "/"
+    return f"unix:{listen[len(prefix) :]}" if listen.startswith(prefix) else f"unix:{listen}"
+
+
+def _without_item(current: str | None, word: str) -> str:
+    """A restriction list with any ``word ...`` entry (and its argument) taken out."""
+    items = split_restrictions(current or "")
+    kept: list[str] = []
+    skip = False
+    for item in items:
+        if skip:
+            skip = False
+            continue
+        if item == word:
+            skip = True
+            continue
+        kept.append(item)
+    return ", ".join(kept)
+
+
+def policyd_main_cf(
+    current: Mapping[str, str], config_directory: str, policy_service: str
+) -> dict[str, str]:
+    """The main.cf parameters that put etrn-policyd in front of RCPT, END-OF-MESSAGE and ETRN."""
+    service = f"check_policy_service {{ {policy_service}, default_action=DUNNO }}"
+    access = f"check_recipient_access hash:{config_directory}/{RECIPIENT_MAP}"
+    recipients = _without_item(
+        current.get("smtpd_recipient_restrictions"), "check_recipient_access"
+    )
+    end_of_data = _without_item(
+        current.get("smtpd_end_of_data_restrictions"), "check_policy_service"
+    )
+    etrn = _without_item(current.get("smtpd_etrn_restrictions"), "check_policy_service")
+    return {
+        "smtpd_restriction_classes": _merged(
+            current.get("smtpd_restriction_classes"), [POLICY_CLASS]
+        ),
+        POLICY_CLASS: service,
+        "smtpd_recipient_restrictions": _merged(recipients, [access]),
+        "smtpd_end_of_data_restrictions": _merged(end_of_data, [service]),
+        "smtpd_etrn_restrictions": f"{service}, {etrn or 'permit_mynetworks, reject'}",
+    }
+
+
+def recipient_map_lines(domains: Sequence[IntermittentDomain]) -> list[str]:
+    """The etrn-recipients map: each domain (and so its subdomains) to the policy class."""
+    return [f"{domain.name.ascii}\t{POLICY_CLASS}" for domain in domains]
+
+
+def _policy_lines(
+    domains: Sequence[IntermittentDomain],
+    current: Mapping[str, str],
+    config_directory: str,
+    policy_service: str,
+) -> list[str]:
+    parameters = policyd_main_cf(current, config_directory, policy_service)
+    recipient_map = f"hash:{config_directory}/{RECIPIENT_MAP}"
+    explained = [
+        (
+            "# Only recipients in the intermittent domains consult the daemon at RCPT ...",
+            ("smtpd_restriction_classes", POLICY_CLASS, "smtpd_recipient_restrictions"),
+        ),
+        (
+            "# ... every message is recorded (or not) at END-OF-MESSAGE, and ETRN is decided per\n"
+            "# domain and client. default_action=DUNNO: a dead daemon never blocks mail or ETRN.",
+            ("smtpd_end_of_data_restrictions", "smtpd_etrn_restrictions"),
+        ),
+    ]
+    lines = [
+        "# --- main.cf: etrn-policyd (quota at RCPT, recording at END-OF-MESSAGE, ETRN hook) ---"
+    ]
+    for comment, names in explained:
+        lines += [comment, *(f"{name} = {parameters[name]}" for name in names)]
+    return [
+        *lines,
+        "",
+        f"# --- {config_directory}/{RECIPIENT_MAP} (then: postmap {recipient_map}) ---",
+        *recipient_map_lines(domains),
+    ]
+
+
 def render_postfix_config(
     domains: Sequence[IntermittentDomain],
     current: Mapping[str, str] | None = None,
     config_directory: str = "/etc/postfix",
+    policy_service: str | None = "unix:private/etrn-policy",
 ) -> str:
-    """The main.cf, master.cf and transport lines for these domains, merged with ``current``."""
+    """The main.cf, master.cf and map lines for these domains, merged with ``current``.
+
+    With ``policy_service`` the etrn-policyd lines are included (and decide ETRN);
+    without it, ETRN is left to ``permit_mynetworks, reject``.
+    """
     current = current or {}
     names = [domain.name.ascii for domain in domains]
     transport_map = current.get("transport_maps") or f"hash:{config_directory}/transport"
-    etrn_restrictions = current.get("smtpd_etrn_restrictions") or "permit_mynetworks, reject"
     lifetime = recommended_lifetime(domains, current.get("maximal_queue_lifetime"))
     lines = [
         "# --- main.cf (postconf -e 'name = value', then postfix reload) ---",
@@ -247,13 +387,19 @@ def render_postfix_config(
         "# ... and is routed to a transport that only a flush delivers.",
         f"transport_maps = {transport_map}",
         f"defer_transports = {_merged(current.get('defer_transports'), [ETRN_TRANSPORT])}",
-        "# Who may send ETRN: only clients in mynetworks (the ETRN_README default).",
-        f"smtpd_etrn_restrictions = {etrn_restrictions}",
         "# Held mail is retried (as 'deferred transport') on every queue run and bounces",
         "# after maximal_queue_lifetime (default 5d): keep it above the longest outage.",
         f"maximal_queue_lifetime = {lifetime}",
         "# Short queue ids are reused; long ones keep the index unambiguous.",
         "enable_long_queue_ids = yes",
+    ]
+    if policy_service is None:
+        etrn_restrictions = current.get("smtpd_etrn_restrictions") or "permit_mynetworks, reject"
+        lines += [
+            "# Who may send ETRN: only clients in mynetworks (the ETRN_README default).",
+            f"smtpd_etrn_restrictions = {etrn_restrictions}",
+        ]
+    lines += [
         "",
         "# --- master.cf: a copy of the smtp client that defer_transports holds back ---",
         f"{ETRN_TRANSPORT} unix  -       -       y       -       -       smtp",
@@ -265,4 +411,6 @@ def render_postfix_config(
     ]
     for domain in domains:
         lines += [f"{key}\t{ETRN_TRANSPORT}:" for key in transport_keys(domain)]
+    if policy_service is not None:
+        lines += ["", *_policy_lines(domains, current, config_directory, policy_service)]
     return "\n".join(lines) + "\n"

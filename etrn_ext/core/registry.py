@@ -22,6 +22,7 @@ from etrn_ext.core.names import (
 from etrn_ext.core.units import parse_duration, parse_size
 
 SASL_PREFIX: Final = "sasl:"
+MX_RULE: Final = "dns:mx"
 MAX_NOTE: Final = 1000
 UNLIMITED: Final = ("none", "unlimited")
 
@@ -41,11 +42,20 @@ class DomainChanges:
     expected_outage: str | None = None
 
 
-ClientRule = IPNetwork | DomainName | str
+class MxRule:
+    """The ``dns:mx`` rule: the domain's own MX and A addresses may ETRN."""
+
+    def __str__(self) -> str:
+        return MX_RULE
+
+
+ClientRule = IPNetwork | DomainName | str | MxRule
 
 
 def parse_client_rule(text: str) -> ClientRule:
-    """``192.0.2.0/24`` or an address -> network; ``sasl:NAME`` -> login; else a host name."""
+    """An address or network, ``sasl:NAME``, ``dns:mx``, or else a host name."""
+    if text.lower() == MX_RULE:
+        return MxRule()
     if text.startswith(SASL_PREFIX):
         return parse_sasl_username(text[len(SASL_PREFIX) :])
     try:
@@ -89,15 +99,18 @@ def clients_from_texts(texts: list[str] | tuple[str, ...]) -> EtrnClients:
     networks: list[IPNetwork] = []
     hosts: list[DomainName] = []
     users: list[str] = []
+    mx = False
     for text in texts:
         rule = parse_client_rule(text)
-        if isinstance(rule, DomainName):
+        if isinstance(rule, MxRule):
+            mx = True
+        elif isinstance(rule, DomainName):
             hosts.append(rule)
         elif isinstance(rule, str):
             users.append(rule)
         else:
             networks.append(rule)
-    return EtrnClients(tuple(networks), tuple(hosts), tuple(users))
+    return EtrnClients(tuple(networks), tuple(hosts), tuple(users), mx)
 
 
 def _edit_clients(

@@ -368,10 +368,18 @@ class IndexStore:
     # --- events -----------------------------------------------------------------------
 
     @_reports_database_errors
-    def events_for(self, domain: DomainName | None = None, limit: int = 50) -> list[Event]:
-        """The newest events, optionally of one domain, newest first."""
+    def events_for(
+        self,
+        domain: DomainName | None = None,
+        *,
+        kinds: set[EventKind] | None = None,
+        limit: int = 50,
+    ) -> list[Event]:
+        """The newest events, optionally of one domain and some kinds, newest first."""
         query = select(events).order_by(events.c.at.desc(), events.c.id.desc()).limit(limit)
         if domain is not None:
             query = query.where(events.c.domain == domain.ascii)
+        if kinds:
+            query = query.where(events.c.kind.in_(sorted(kind.value for kind in kinds)))
         with self.engine.connect() as connection:
             return [_event_from_row(row) for row in connection.execute(query)]

@@ -13,7 +13,9 @@ from etrn_ext.core.postfix_setup import (
     Finding,
     PostfixFacts,
     check_postfix,
+    policy_service_name,
     render_postfix_config,
+    split_list,
     transport_keys,
 )
 from etrn_ext.mta.postfix import PostfixAdapter
@@ -33,11 +35,15 @@ def _domains(ctx: Context, names: Sequence[str]) -> list[IntermittentDomain]:
     return domains
 
 
-def postfix_config(ctx: Context, names: Sequence[str], *, live: bool = True) -> str:
-    """main.cf/master.cf/transport lines for the domains, merged with the live values if asked."""
+def postfix_config(
+    ctx: Context, names: Sequence[str], *, live: bool = True, policyd: bool = True
+) -> str:
+    """main.cf/master.cf/map lines for the domains, merged with the live values if asked."""
     domains = _domains(ctx, names)
-    current = PostfixAdapter(ctx.settings.mta).parameters(PARAMETERS) if live else None
-    return render_postfix_config(domains, current, ctx.settings.mta.config_directory)
+    current = PostfixAdapter(ctx.settings.mta).parameters(PARAMETERS) if live else {}
+    queue_directory = current.get("queue_directory", "/var/spool/postfix")
+    service = policy_service_name(ctx.settings.policyd.listen, queue_directory) if policyd else None
+    return render_postfix_config(domains, current, ctx.settings.mta.config_directory, service)
 
 
 def doctor(ctx: Context, names: Sequence[str] = (), *, user: str | None = None) -> list[Finding]:
@@ -45,6 +51,9 @@ def doctor(ctx: Context, names: Sequence[str] = (), *, user: str | None = None) 
     domains = _domains(ctx, names)
     postfix = PostfixAdapter(ctx.settings.mta)
     parameters = postfix.parameters(PARAMETERS)
+    classes = split_list(parameters.get("smtpd_restriction_classes", ""))
+    if classes:
+        parameters |= postfix.parameters(classes)
     keys = [key for domain in domains for key in transport_keys(domain)]
     facts = PostfixFacts(
         parameters=parameters,

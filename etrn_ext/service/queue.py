@@ -269,3 +269,18 @@ def flush_messages(
         poll_seconds=poll_seconds,
         sleep=sleep,
     )
+
+
+def list_events(
+    ctx: Context, domain: str | None = None, *, kinds: Iterable[str] = (), limit: int = 50
+) -> list[Event]:
+    """The audit trail, newest first: ETRN requests, flushes, syncs, quota refusals, changes."""
+    wanted = set()
+    for text in kinds:
+        try:
+            wanted.add(EventKind(text.lower()))
+        except ValueError:
+            choices = ", ".join(kind.value for kind in EventKind)
+            raise InvalidInputError("event kind", text, f"expected one of: {choices}") from None
+    domain_name = parse_domain(domain) if domain else None
+    return ctx.store.events_for(domain_name, kinds=wanted or None, limit=limit)

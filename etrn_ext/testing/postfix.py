@@ -91,6 +91,7 @@ class PrivatePostfix:
         port: int = 25,
         main_cf: Mapping[str, str] | None = None,
         transport: Sequence[str] | None = None,
+        maps: Mapping[str, Sequence[str]] | None = None,
         omit_services: Sequence[str] = (),
         name: str = "etrn-test",
     ) -> None:
@@ -104,6 +105,7 @@ class PrivatePostfix:
         self.domains = list(domains)
         self.extra_main_cf = dict(main_cf or {})
         self.transport = transport
+        self.maps = dict(maps or {})
         self.omit_services = omit_services
         self.name = name
         self.config_directory = self.workdir / "etc"
@@ -174,13 +176,16 @@ class PrivatePostfix:
         master = MASTER_CF.format(address=self.address, port=self.port).splitlines()
         kept = [line for line in master if line.split()[0] not in self.omit_services]
         (self.config_directory / "master.cf").write_text("\n".join(kept) + "\n")
-        (self.config_directory / "transport").write_text("\n".join(self.transport_lines()) + "\n")
+        tables = {"transport": self.transport_lines(), **self.maps}
+        for name, lines in tables.items():
+            (self.config_directory / name).write_text("".join(f"{line}\n" for line in lines))
         # Postfix re-reads a configuration file until it is over a second old (so as not
         # to read it half-written): date our files back, or every command sleeps 1-2 s.
         past = time.time() - 10
-        for written in ("main.cf", "master.cf", "transport"):
+        for written in ("main.cf", "master.cf", *tables):
             os.utime(self.config_directory / written, (past, past))
-        self.command("postmap", str(self.config_directory / "transport"))
+        for name in tables:
+            self.command("postmap", str(self.config_directory / name))
 
     # --- life cycle -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ bounded by the block limit whatever a peer sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -96,7 +96,11 @@ def _parse_block(lines: list[bytes]) -> PolicyRequest:
 
 
 class PolicyDecoder:
-    """Incremental decoder: ``feed(bytes)`` returns the requests completed so far."""
+    """Incremental decoder: ``feed`` bytes as they arrive, then take the complete ``requests``.
+
+    ``requests`` yields the complete blocks one by one and raises ``ProtocolError`` when
+    it reaches garbage, so the requests before the garbage are still answered.
+    """
 
     def __init__(self, *, max_line: int = MAX_LINE_BYTES, max_block: int = MAX_BLOCK_BYTES) -> None:
         self._buffer = bytearray()
@@ -110,15 +114,16 @@ class PolicyDecoder:
         """True when a block has started but not ended (a peer closing now breaks protocol)."""
         return bool(self._lines or self._buffer)
 
-    def feed(self, data: bytes) -> list[PolicyRequest]:
+    def feed(self, data: bytes) -> None:
         self._buffer += data
-        requests: list[PolicyRequest] = []
+
+    def requests(self) -> Iterator[PolicyRequest]:
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > self._max_line:
                     raise ProtocolError(f"line longer than {self._max_line} bytes")
-                return requests
+                return
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             if line.endswith(b"\r"):
@@ -127,9 +132,8 @@ class PolicyDecoder:
                 raise ProtocolError(f"line longer than {self._max_line} bytes")
             if not line:
                 if self._lines:
-                    requests.append(_parse_block(self._lines))
-                    self._lines = []
-                    self._block_size = 0
+                    lines, self._lines, self._block_size = self._lines, [], 0
+                    yield _parse_block(lines)
                 continue
             self._block_size += len(line) + 1
             if self._block_size > self._max_block:

@@ -82,6 +82,27 @@ def test_recommended_setup_is_clean(
             "smtpd_etrn_restrictions is empty",
             id="anyone-may-etrn",
         ),
+        pytest.param(
+            {
+                "main_cf": {
+                    "smtpd_etrn_restrictions": "check_policy_service unix:private/etrn-policy, reject"
+                }
+            },
+            (),
+            "smtpd_etrn_restrictions uses check_policy_service without default_action",
+            id="policy-without-default-action",
+        ),
+        pytest.param(
+            {
+                "main_cf": {
+                    "smtpd_restriction_classes": "etrn_policy",
+                    "etrn_policy": "check_policy_service inet:127.0.0.1:10040",
+                }
+            },
+            (),
+            "etrn_policy uses check_policy_service without default_action",
+            id="policy-class-without-default-action",
+        ),
     ],
 )
 def test_each_trap_is_reported(
@@ -97,7 +118,7 @@ def test_each_trap_is_reported(
     problems = _problems(etrnctl)
     assert any(expected in problem for problem in problems), problems
     result = etrnctl("doctor")
-    warning_only = expected.startswith("smtpd_etrn_restrictions")
+    warning_only = expected == "smtpd_etrn_restrictions is empty"
     assert result.exit_code == (0 if warning_only else 1)
     assert "fix:" in result.stdout
 

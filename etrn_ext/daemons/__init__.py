@@ -1,0 +1,1 @@
+"""Thin protocol shells, one process each: decode, call the service, encode, fail open."""

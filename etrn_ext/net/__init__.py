@@ -1,0 +1,1 @@
+"""Outbound clients: DNS lookups (dnspython) and, later, SMTP."""

@@ -1,0 +1,1 @@
+"""Protocol codecs, sans I/O: bytes in, typed values out, and back."""

@@ -1,0 +1,159 @@
+"""etrn-policyd in front of a real private Postfix: recording, quota, the ETRN hook, fail-open."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import PolicyRelay
+
+from etrn_ext.testing.loopback import free_loopback_address
+from etrn_ext.testing.postfix import PrivatePostfix
+from etrn_ext.testing.site import FakeSite
+
+MakePolicyRelay = Callable[..., PolicyRelay]
+
+
+def etrn(relay: PrivatePostfix, domain: str, source: str) -> tuple[int, str]:
+    with smtplib.SMTP(relay.address, relay.port, timeout=30, source_address=(source, 0)) as client:
+        client.ehlo("mx.site.example")
+        code, reply = client.docmd("ETRN", domain)
+    return code, reply.decode()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_held_mail_is_recorded_at_end_of_message(make_policy_relay: MakePolicyRelay) -> None:
+    setup = make_policy_relay({"site.example": ("--subdomains",), "ship.example": ()})
+    relay, etrnctl = setup.relay, setup.etrnctl
+    first = relay.send(
+        ["a@site.example", "b@mx.site.example", "c@ship.example", "d@other.example"],
+        sender="alice@example.org",
+    )
+    second = relay.send(["e@site.example"], sender="", body="x" * 3000)
+    relay.send(["f@other.example"])
+    rows = wait_for(
+        lambda: (
+            [r for r in etrnctl.json("list") if r["queue_id"] in (first, second)]
+            if len(etrnctl.json("list")) == 4
+            else None
+        )
+    )
+    assert rows, setup.daemon.log_text()
+    queue = {e["queue_id"]: e for e in relay.queue()}
+    recorded = {
+        (r["queue_id"], r["recipient"]): (r["domain"], r["sender"]) for r in etrnctl.json("list")
+    }
+    assert recorded == {
+        (first, "a@site.example"): ("site.example", "alice@example.org"),
+        (first, "b@mx.site.example"): ("site.example", "alice@example.org"),
+        (first, "c@ship.example"): ("ship.example", "alice@example.org"),
+        (second, "e@site.example"): ("site.example", ""),
+    }
+    # END-OF-MESSAGE reports the bytes received; the queue file adds Postfix's own headers.
+    sizes = {r["queue_id"]: r["size"] for r in etrnctl.json("list")}
+    assert 0 < sizes[first] < queue[first]["message_size"]
+    assert sizes[second] > 3000
+    etrnctl("sync")
+    assert {r["queue_id"]: r["size"] for r in etrnctl.json("list")} == {
+        first: queue[first]["message_size"],
+        second: queue[second]["message_size"],
+    }
+
+
+def test_quota_refusal_reaches_the_client(make_policy_relay: MakePolicyRelay) -> None:
+    setup = make_policy_relay({"site.example": ("--quota-messages", "2"), "ship.example": ()})
+    relay, etrnctl = setup.relay, setup.etrnctl
+    relay.send(["one@site.example"])
+    relay.send(["two@site.example"])
+    wait_for(lambda: len(etrnctl.json("list")) == 2)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        relay.send(["three@site.example"])
+    [(code, reply)] = refused.value.recipients.values()
+    assert code == 452
+    assert b"4.2.2" in reply
+    assert b"held-mail quota for site.example exceeded" in reply
+    relay.send(["fine@ship.example", "other@other.example"])  # other domains are unaffected
+    assert [e["outcome"] for e in etrnctl.json("events", "site.example", "--kind", "quota")] == [
+        "refused"
+    ]
+
+
+def test_etrn_is_authorised_audited_and_flushes(
+    make_policy_relay: MakePolicyRelay, fake_site: FakeSite
+) -> None:
+    setup = make_policy_relay({"site.example": ("--allow", f"{fake_site.address}/32")})
+    relay, etrnctl = setup.relay, setup.etrnctl
+    relay.send(["held1@site.example"])
+    relay.send(["held2@site.example"])
+    relay.wait_for_queue(lambda q: len(q) == 2 and all(e["queue_name"] == "deferred" for e in q))
+    stranger = free_loopback_address((2526,))
+
+    code, reply = etrn(relay, "site.example", stranger)
+    assert (code, reply) == (
+        459,
+        "4.7.1 <site.example>: Etrn command rejected: not allowed to flush site.example",
+    )
+    time.sleep(1)
+    assert fake_site.recipients() == []
+
+    code, reply = etrn(relay, "site.example", fake_site.address)
+    assert code == 250
+    assert sorted(fake_site.wait_for_recipients(2, timeout=20)) == [
+        "held1@site.example",
+        "held2@site.example",
+    ]
+    audit = wait_for(
+        lambda: (
+            etrnctl.json("events", "site.example", "--kind", "etrn")
+            if len(etrnctl.json("events", "site.example", "--kind", "etrn")) == 2
+            else None
+        )
+    )
+    assert [(e["outcome"], e["actor"]) for e in audit] == [
+        ("allowed", fake_site.address),
+        ("refused", stranger),
+    ]
+    assert audit[0]["detail"]["reason"] == f"address in {fake_site.address}/32"
+
+
+def test_dead_daemon_fails_open_and_sync_fills_the_gap(
+    make_policy_relay: MakePolicyRelay, fake_site: FakeSite
+) -> None:
+    setup = make_policy_relay({"site.example": ("--allow", f"{fake_site.address}/32")})
+    relay, etrnctl = setup.relay, setup.etrnctl
+    setup.daemon.stop(kill=True)
+    queue_id = relay.send(["while-down@site.example"])  # accepted although the daemon is dead
+    relay.wait_for_queue(lambda q: len(q) == 1 and q[0]["queue_name"] == "deferred")
+    assert etrnctl.json("list") == []
+    assert etrnctl.json("sync")["added"] == 1
+    assert [r["queue_id"] for r in etrnctl.json("list")] == [queue_id]
+    code, _reply = etrn(
+        relay, "site.example", fake_site.address
+    )  # default_action=DUNNO, then mynetworks
+    assert code == 250
+    assert fake_site.wait_for_recipients(1, timeout=20) == ["while-down@site.example"]
+    setup.daemon.start()
+    relay.send(["after-restart@site.example"])
+    assert wait_for(
+        lambda: any(r["recipient"] == "after-restart@site.example" for r in etrnctl.json("list"))
+    )
+
+
+def test_sigterm_commits_pending_writes(make_policy_relay: MakePolicyRelay) -> None:
+    setup = make_policy_relay({"site.example": ()})
+    relay, etrnctl = setup.relay, setup.etrnctl
+    relay.send(["last@site.example"])
+    assert setup.daemon.stop() == 0
+    assert [r["recipient"] for r in etrnctl.json("list")] == ["last@site.example"]
+    assert "stopped; index writer" in setup.daemon.log_text()

@@ -1,0 +1,167 @@
+"""etrn-policyd's server over a real unix socket: many requests per connection, garbage, fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from etrn_ext.config import IndexSettings, MtaSettings, Settings
+from etrn_ext.core.registry import DomainChanges
+from etrn_ext.daemons.policyd import PolicyServer
+from etrn_ext.index.writer import BatchWriter
+from etrn_ext.service.context import Context
+from etrn_ext.service.domains import add_domain
+from etrn_ext.service.policy import PolicyService
+
+
+def block(**attributes: str) -> bytes:
+    lines = "".join(
+        f"{name}={value}\n"
+        for name, value in {"request": "smtpd_access_policy", **attributes}.items()
+    )
+    return f"{lines}\n".encode()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[PolicyService]:
+    settings = Settings(
+        index=IndexSettings(url=f"sqlite:///{tmp_path}/index.sqlite"),
+        mta=MtaSettings(postconf="/bin/true", postqueue="/bin/true", node_name="relay.test"),
+    )
+    ctx = Context(settings, actor="test")
+    add_domain(ctx, "site.example", DomainChanges(allow=("192.0.2.0/24",), quota_messages="1"))
+    writer = BatchWriter(ctx.store, max_rows=100, queue_limit=1000).start()
+    policy = PolicyService(ctx, writer)
+    yield policy
+    policy.close()
+    writer.close()
+    ctx.close()
+
+
+async def _converse(service: PolicyService, path: Path, data: bytes) -> bytes:
+    server = PolicyServer(service, config_path=None)
+    listener = await asyncio.start_unix_server(server.connection, path=str(path))
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(data)
+    await writer.drain()
+    writer.write_eof()
+    replies = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    listener.close()
+    await listener.wait_closed()
+    return replies
+
+
+def converse(service: PolicyService, tmp_path: Path, data: bytes) -> bytes:
+    return asyncio.run(_converse(service, tmp_path / "policy.sock", data))
+
+
+def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_path: Path) -> None:
+    replies = converse(
+        service,
+        tmp_path,
+        b"".join(
+            [
+                block(
+                    protocol_state="RCPT",
+                    recipient="a@site.example",
+                    instance="i1",
+                    queue_id="",
+                    size="0",
+                ),
+                block(
+                    protocol_state="RCPT",
+                    recipient="b@other.example",
+                    instance="i1",
+                    queue_id="4jcLFD4bWZzBfrY",
+                ),
+                block(protocol_state="DATA", instance="i1", queue_id="4jcLFD4bWZzBfrY"),
+                block(
+                    protocol_state="END-OF-MESSAGE",
+                    instance="i1",
+                    queue_id="4jcLFD4bWZzBfrY",
+                    size="1234",
+                    sender="alice@example.org",
+                    recipient_count="2",
+                ),
+                block(protocol_state="RCPT", recipient="c@site.example", instance="i2", size="0"),
+                block(
+                    protocol_state="ETRN", etrn_domain="SITE.example", client_address="192.0.2.7"
+                ),
+                block(
+                    protocol_state="ETRN", etrn_domain="site.example", client_address="198.51.100.1"
+                ),
+                block(
+                    protocol_state="ETRN", etrn_domain="other.example", client_address="192.0.2.7"
+                ),
+                block(
+                    protocol_state="ETRN", etrn_domain="-qRsite.example", client_address="192.0.2.7"
+                ),
+            ]
+        ),
+    )
+    assert replies.split(b"\n\n")[:-1] == [
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=452 4.2.2 held-mail quota for site.example exceeded",
+        b"action=OK",
+        b"action=459 4.7.1 not allowed to flush site.example",
+        b"action=DUNNO",
+        b"action=DUNNO",
+    ]
+    service.close()  # waits for the targeted flush started by the allowed ETRN
+    service.writer.flush()
+    [row] = service.ctx.store.held_rows()
+    assert (row.queue_id, row.recipient, row.size, row.sender) == (
+        "4jcLFD4bWZzBfrY",
+        "a@site.example",
+        1234,
+        "alice@example.org",
+    )
+    events = service.ctx.store.events_for()
+    assert [(e.kind.value, e.outcome) for e in events if e.kind.value != "flush"][:4] == [
+        ("etrn", "unregistered"),
+        ("etrn", "refused"),
+        ("etrn", "allowed"),
+        ("quota", "refused"),
+    ]
+    # Never deferred, so not in any flush log: the hook flushed it by queue id.
+    [flush] = [e for e in events if e.kind.value == "flush"]
+    assert flush.detail["queue_ids"] == ["4jcLFD4bWZzBfrY"]
+    assert flush.actor == "ETRN from 192.0.2.7"
+
+
+@pytest.mark.expect_log("ERROR", "broke the protocol")
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"hello\n\n", id="not-name-value"),
+        pytest.param(b"protocol_state=RCPT\n\n", id="no-request"),
+        pytest.param(b"request=smtpd_access_policy\nx=\xff\n\n", id="binary"),
+        pytest.param(b"x" * 100_000, id="endless-line"),
+    ],
+)
+def test_garbage_closes_the_connection(
+    service: PolicyService, tmp_path: Path, garbage: bytes
+) -> None:
+    good = block(protocol_state="RCPT", recipient="x@other.example", instance="i9")
+    assert converse(service, tmp_path, good + garbage + good) == b"action=DUNNO\n\n"
+
+
+@pytest.mark.expect_log("WARNING", "in the middle of a request")
+def test_peer_closing_mid_block_is_logged(service: PolicyService, tmp_path: Path) -> None:
+    assert converse(service, tmp_path, b"request=smtpd_access_policy\nprotocol_state=RCPT\n") == b""
+
+
+@pytest.mark.expect_log("ERROR", "RCPT request failed, answering DUNNO")
+def test_an_internal_error_answers_on_error(service: PolicyService, tmp_path: Path) -> None:
+    def broken(_request: object) -> str:
+        raise RuntimeError("boom")
+
+    service.handle = broken  # type: ignore[method-assign]
+    assert converse(service, tmp_path, block(protocol_state="RCPT")) == b"action=DUNNO\n\n"
