@@ -83,6 +83,11 @@ class IndexSettings:
     batch_max_rows: int = setting(
         2000, "largest number of writes the batched writer commits in one transaction", _positive
     )
+    batch_max_delay_seconds: float = setting(
+        0.05,
+        "longest a write waits in the batched writer for others to share its commit",
+        _positive,
+    )
     writer_queue_limit: int = setting(
         100000,
         "writes that may wait for the database; beyond it they are dropped (run sync)",

@@ -57,9 +57,12 @@ install_python_packages() {
     [ -x .venv/bin/python ] || { say "creating .venv with $PYTHON"; "$PYTHON" -m venv .venv; }
     say "installing etrn-ext and its test dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[postgresql,test]'
+    .venv/bin/python -m pip install -q -e '.[postgresql,test]' --config-settings editable_mode=compat
     echo "$want" >"$stamp"
 }
 
 install_debian_packages
 install_python_packages
+# Byte-compile the tree: environments with PYTHONDONTWRITEBYTECODE=1 would otherwise
+# compile every module on every start of etrnctl and the daemons.
+.venv/bin/python -m compileall -q etrn_ext

@@ -42,7 +42,7 @@ class PolicyServer:
     def __init__(self, service: PolicyService, config_path: str | None) -> None:
         self.service = service
         self.config_path = config_path
-        self.connections: set[asyncio.Task[None]] = set()
+        self.connections: dict[asyncio.Task[None], float] = {}  # task -> last activity
         self.busy: set[asyncio.Task[None]] = set()  # answering a request right now
 
     def answer(self, request: PolicyRequest) -> str:
@@ -53,11 +53,12 @@ class PolicyServer:
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = cast("asyncio.Task[None]", asyncio.current_task())
-        self.connections.add(task)
+        loop = asyncio.get_running_loop()
+        self.connections[task] = loop.time()
         decoder = PolicyDecoder()
-        idle = self.service.ctx.settings.policyd.idle_timeout_seconds
         try:
-            while data := await asyncio.wait_for(reader.read(READ_CHUNK), idle):
+            while data := await reader.read(READ_CHUNK):
+                self.connections[task] = loop.time()
                 self.busy.add(task)
                 decoder.feed(data)
                 for request in decoder.requests():
@@ -72,19 +73,25 @@ class PolicyServer:
                 log.warning("policy client closed the connection in the middle of a request")
         except ProtocolError as exc:
             log.error("policy client broke the protocol (%s); closing the connection", exc)
-        except (TimeoutError, ConnectionError):
+        except ConnectionError:
             pass
         finally:
-            self.connections.discard(task)
+            self.connections.pop(task, None)
             self.busy.discard(task)
             writer.close()
 
     async def refresh_forever(self) -> None:
+        """Re-read the index now and then, and close connections idle for too long."""
         settings = self.service.ctx.settings.policyd
         interval = min(settings.registry_refresh_seconds, settings.usage_refresh_seconds)
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(guarded, self.refresh, None, "refresh from the index")
+            horizon = loop.time() - self.service.ctx.settings.policyd.idle_timeout_seconds
+            for task, last_activity in list(self.connections.items()):
+                if last_activity < horizon and task not in self.busy:
+                    task.cancel()
 
     def refresh(self) -> None:
         self.service.refresh_registry()
@@ -120,7 +127,7 @@ async def serve(server: PolicyServer, sockets: list[socket.socket]) -> None:
     for listener in listeners:
         listener.close()
     refresher.cancel()
-    for task in server.connections - server.busy:  # idle: smtpd just keeps them open
+    for task in set(server.connections) - server.busy:  # idle: smtpd just keeps them open
         task.cancel()
     if server.busy:
         await asyncio.wait(list(server.busy), timeout=DRAIN_SECONDS)
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             ctx.store,
             max_rows=settings.index.batch_max_rows,
             queue_limit=settings.index.writer_queue_limit,
+            max_delay=settings.index.batch_max_delay_seconds,
         ).start()
         service = PolicyService(ctx, writer)
         sockets = listening_sockets(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, Row, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -94,18 +94,24 @@ def _domain_from_row(row: Row[Any]) -> IntermittentDomain:
     )
 
 
-def _upsert_sql(placeholder: str) -> str:
-    """INSERT ... ON CONFLICT DO UPDATE, the same text on SQLite and PostgreSQL.
+UPSERT_ROWS_PER_STATEMENT: Final = 200
 
-    Run with the driver's executemany on plain tuples: SQLAlchemy's per-row parameter
-    processing would nearly halve the writer's throughput (see docs/benchmarks.md).
+
+@functools.cache
+def _upsert_sql(placeholder: str, rows: int) -> str:
+    """INSERT of ``rows`` rows ... ON CONFLICT DO UPDATE, the same text on SQLite and PostgreSQL.
+
+    Many rows per statement, run by the driver on plain values: SQLAlchemy's per-row
+    parameter processing, and SQLite releasing the GIL once per row, would each cost
+    the daemons a large share of their throughput (see docs/benchmarks.md).
     """
     columns = ", ".join(HELD_COLUMNS)
-    values = ", ".join([placeholder] * len(HELD_COLUMNS))
+    one_row = "(" + ", ".join([placeholder] * len(HELD_COLUMNS)) + ")"
     updates = ", ".join(f"{name} = excluded.{name}" for name in _HELD_UPDATED_ON_CONFLICT)
     conflict = f"ON CONFLICT (queue_id, node, recipient) DO UPDATE SET {updates}"
+    values = ", ".join([one_row] * rows)
     # Built from constants only; every value is a bound parameter.
-    return f"INSERT INTO {held.name} ({columns}) VALUES ({values}) {conflict}"  # noqa: S608
+    return f"INSERT INTO {held.name} ({columns}) VALUES {values} {conflict}"  # noqa: S608
 
 
 def _held_from_row(row: Row[Any]) -> HeldRecipient:
@@ -155,7 +161,7 @@ class IndexStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
-        self._upsert = _upsert_sql("?" if engine.dialect.paramstyle == "qmark" else "%s")
+        self._placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
 
     @classmethod
     def open(cls, settings: IndexSettings) -> IndexStore:
@@ -225,8 +231,13 @@ class IndexStore:
     ) -> None:
         """Upsert held recipients and append events in one transaction (the writer's unit)."""
         with self.engine.begin() as connection:
-            if held_rows:
-                connection.exec_driver_sql(self._upsert, list(held_rows))
+            # One row per key, the last one: PostgreSQL refuses to update a row twice in
+            # one statement, and the last write is the one that counts anyway.
+            unique = list({(row[0], row[1], row[2]): row for row in held_rows}.values())
+            for start in range(0, len(unique), UPSERT_ROWS_PER_STATEMENT):
+                chunk = unique[start : start + UPSERT_ROWS_PER_STATEMENT]
+                values = tuple(value for row in chunk for value in row)
+                connection.exec_driver_sql(_upsert_sql(self._placeholder, len(chunk)), values)
             if event_rows:
                 connection.execute(events.insert(), list(event_rows))
 

@@ -10,6 +10,7 @@ bounded by the block limit whatever a peer sends.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -74,15 +75,20 @@ class PolicyRequest:
         return int(value) if value.isdigit() else 0
 
 
-def _parse_block(lines: list[bytes]) -> PolicyRequest:
+_CONTROL: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _parse_block(block: bytes) -> PolicyRequest:
+    """One block (its lines, without the ending empty line) as a request; whole-block checks
+    first, so the per-line work is a split and a partition."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("attribute is not UTF-8 text") from exc
+    if _CONTROL.search(text):
+        raise ProtocolError("control character in attribute")
     attributes: dict[str, str] = {}
-    for raw in lines:
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("attribute is not UTF-8 text") from exc
-        if any(ord(char) < 32 for char in line):
-            raise ProtocolError("control character in attribute")
+    for line in text.split("\n"):
         name, equals, value = line.partition("=")
         if not equals or not name:
             raise ProtocolError(f"not a name=value line: {line[:60]!r}")
@@ -104,41 +110,38 @@ class PolicyDecoder:
 
     def __init__(self, *, max_line: int = MAX_LINE_BYTES, max_block: int = MAX_BLOCK_BYTES) -> None:
         self._buffer = bytearray()
-        self._lines: list[bytes] = []
-        self._block_size = 0
         self._max_line = max_line
         self._max_block = max_block
 
     @property
     def mid_block(self) -> bool:
         """True when a block has started but not ended (a peer closing now breaks protocol)."""
-        return bool(self._lines or self._buffer)
+        return bool(self._buffer.strip(b"\r\n"))
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        self._buffer += data.replace(b"\r\n", b"\n") if b"\r" in data else data
 
     def requests(self) -> Iterator[PolicyRequest]:
         while True:
-            end = self._buffer.find(b"\n")
+            while self._buffer.startswith(b"\n"):  # empty lines between blocks
+                del self._buffer[:1]
+            end = self._buffer.find(b"\n\n")
             if end < 0:
-                if len(self._buffer) > self._max_line:
-                    raise ProtocolError(f"line longer than {self._max_line} bytes")
+                self._check_limits(self._buffer)
                 return
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > self._max_line:
-                raise ProtocolError(f"line longer than {self._max_line} bytes")
-            if not line:
-                if self._lines:
-                    lines, self._lines, self._block_size = self._lines, [], 0
-                    yield _parse_block(lines)
-                continue
-            self._block_size += len(line) + 1
-            if self._block_size > self._max_block:
-                raise ProtocolError(f"request block larger than {self._max_block} bytes")
-            self._lines.append(line)
+            block = bytes(self._buffer[:end])
+            del self._buffer[: end + 2]
+            self._check_limits(block)
+            yield _parse_block(block)
+
+    def _check_limits(self, data: bytes | bytearray) -> None:
+        if len(data) > self._max_block:
+            raise ProtocolError(f"request block larger than {self._max_block} bytes")
+        last_line = len(data) - data.rfind(b"\n") - 1
+        if last_line > self._max_line or (
+            len(data) > self._max_line and max(map(len, data.split(b"\n"))) > self._max_line
+        ):
+            raise ProtocolError(f"line longer than {self._max_line} bytes")
 
 
 def format_action(action: str) -> bytes:
