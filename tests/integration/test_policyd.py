@@ -84,9 +84,8 @@ def test_quota_refusal_reaches_the_client(make_policy_relay: MakePolicyRelay) ->
     assert b"4.2.2" in reply
     assert b"held-mail quota for site.example exceeded" in reply
     relay.send(["fine@ship.example", "other@other.example"])  # other domains are unaffected
-    assert [e["outcome"] for e in etrnctl.json("events", "site.example", "--kind", "quota")] == [
-        "refused"
-    ]
+    quota_events = wait_for(lambda: etrnctl.json("events", "site.example", "--kind", "quota"))
+    assert [e["outcome"] for e in quota_events] == ["refused"]  # type: ignore[attr-defined]
 
 
 def test_etrn_is_authorised_audited_and_flushes(
