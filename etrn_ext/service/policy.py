@@ -346,17 +346,31 @@ class PolicyService:
             )
         )
 
+    def _uncovered(self, domain: DomainName) -> list[str]:
+        """Queue ids of the domain's held mail that Postfix's own ETRN flush misses.
+
+        A message enters a flush log only when a delivery agent defers it, so queued mail
+        without a delay reason (e.g. just released from the hold queue) is missed, and so
+        is all mail of a domain that has no flush log.
+        """
+        rows = [row for row in self.ctx.store.held_for(domain) if row.node == self.ctx.node]
+        if not rows:
+            return []
+        known = {row.queue_id for row in rows}
+        without_log = {row.queue_id for row in rows if not self._has_flush_log(row.recipient)}
+        never_deferred = {
+            entry.queue_id
+            for entry in self.ctx.mta.list_queue()
+            if entry.queue_id in known
+            and entry.queue_name == "deferred"  # incoming/active: being delivered right now
+            and any(not recipient.delay_reason for recipient in entry.recipients)
+        }
+        return sorted(without_log | never_deferred)
+
     def _targeted_flush(self, domain: DomainName, client_address: str) -> None:
-        """Flush held mail Postfix's own ETRN flush misses: never deferred, or no flush log."""
+        """Flush (postqueue -i) what Postfix's own ETRN flush misses; see ``_uncovered``."""
         try:
-            rows = [row for row in self.ctx.store.held_for(domain) if row.node == self.ctx.node]
-            wanted = sorted(
-                {
-                    row.queue_id
-                    for row in rows
-                    if not row.reason or not self._has_flush_log(row.recipient)
-                }
-            )
+            wanted = self._uncovered(domain)
             if not wanted:
                 return
             self.ctx.mta.flush_ids([parse_queue_id(queue_id) for queue_id in wanted])

@@ -116,7 +116,7 @@ class PrivatePostfix:
     # --- configuration ----------------------------------------------------------------
 
     def main_cf(self) -> dict[str, str]:
-        """Parameters of main.cf; ``main_cf=`` given to the constructor overrides them."""
+        """Parameters of main.cf; ``main_cf=`` overrides them (``{config}``: the config dir)."""
         transport = f"hash:{self.config_directory}/transport"
         parameters = {
             "compatibility_level": _postfix_version(),
@@ -147,7 +147,12 @@ class PrivatePostfix:
             "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
             "smtpd_etrn_restrictions": "permit_mynetworks, reject",
         }
-        parameters.update(self.extra_main_cf)
+        parameters.update(
+            {
+                name: value.replace("{config}", str(self.config_directory))
+                for name, value in self.extra_main_cf.items()
+            }
+        )
         return parameters
 
     @property

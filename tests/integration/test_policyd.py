@@ -156,3 +156,27 @@ def test_sigterm_commits_pending_writes(make_policy_relay: MakePolicyRelay) -> N
     assert setup.daemon.stop() == 0
     assert [r["recipient"] for r in etrnctl.json("list")] == ["last@site.example"]
     assert "stopped; index writer" in setup.daemon.log_text()
+
+
+def test_etrn_flushes_mail_no_flush_log_covers(
+    make_policy_relay: MakePolicyRelay, fake_site: FakeSite
+) -> None:
+    """Mail released from the hold queue is in no flush log: Postfix's ETRN misses it, the hook not."""
+    setup = make_policy_relay(
+        {"site.example": ("--allow", f"{fake_site.address}/32")},
+        maps={"sender-hold": ["holdme@example.org HOLD"]},
+        main_cf={"smtpd_sender_restrictions": "check_sender_access hash:{config}/sender-hold"},
+    )
+    relay, etrnctl = setup.relay, setup.etrnctl
+    released = relay.send(["released@site.example"], sender="holdme@example.org")
+    relay.send(["ordinary@site.example"])
+    relay.wait_for_queue(lambda q: {e["queue_name"] for e in q} == {"hold", "deferred"})
+    relay.command("postsuper", "-H", released)  # to deferred/, but never deferred by an agent
+    code, _reply = etrn(relay, "site.example", fake_site.address)
+    assert code == 250
+    assert sorted(fake_site.wait_for_recipients(2, timeout=20)) == [
+        "ordinary@site.example",
+        "released@site.example",
+    ]
+    flushes = wait_for(lambda: etrnctl.json("events", "site.example", "--kind", "flush"))
+    assert [e["detail"]["queue_ids"] for e in flushes] == [[released]]  # type: ignore[index]

@@ -1,0 +1,249 @@
+"""The cost of etrn-policyd to a real Postfix: acceptance rate, and ETRN to delivered.
+
+acceptance  smtp-source sends MESSAGES 4 KB messages (SESSIONS parallel sessions) to a
+            private relay, bare and then with the recommended configuration
+            (``etrnctl postfix-config``'s policyd lines, the daemon running), for a mix
+            of 20 % and of 100 % mail for intermittent domains (the rest is relayed
+            and discarded). Configurations alternate within each repetition.
+etrn        100 held messages for one domain, delivered to a fake site: the time from
+            ``postqueue -s`` until the site has them all, against the time from an SMTP
+            ``ETRN`` (decided by etrn-policyd) until the site has them all.
+
+usage: bench_hooks.py [--messages 5000] [--sessions 10] [--repeat 3]
+Needs root (Postfix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_queue import QUIET_QUEUE
+from harness import Figure, command_line, publish
+
+from etrn_ext.core.model import IntermittentDomain
+from etrn_ext.core.names import parse_domain
+from etrn_ext.core.postfix_setup import policyd_main_cf, recipient_map_lines
+from etrn_ext.testing.daemons import DaemonProcess
+from etrn_ext.testing.loopback import free_loopback_address
+from etrn_ext.testing.postfix import PrivatePostfix
+from etrn_ext.testing.site import FakeSite
+
+HELD = [f"site{number:02d}.example" for number in range(20)]
+PLAIN = "plain.example"
+
+
+def _files(directory: Path) -> int:
+    return sum(len(files) for _root, _dirs, files in os.walk(directory))
+
+
+def _source(
+    relay: PrivatePostfix, domain: str, messages: int, sessions: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "timeout",
+            "600",
+            "/usr/sbin/smtp-source",
+            "-N",
+            "-f",
+            "sender@client.example",
+            "-M",
+            "client.example",
+            "-t",
+            f"user@{domain}",
+            "-l",
+            "4096",
+            "-m",
+            str(messages),
+            "-s",
+            str(sessions),
+            f"{relay.address}:{relay.port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def accept(relay: PrivatePostfix, messages: int, sessions: int, held_share: float) -> float:
+    """Messages per second accepted for a mix with ``held_share`` intermittent mail."""
+    relay.command("postsuper", "-d", "ALL", check=False)
+    held = round(messages * held_share)
+    held_sessions = max(1, round(sessions * held_share))
+    started = time.perf_counter()
+    senders = [_source(relay, HELD[0], held, held_sessions)] if held else []
+    if messages - held:
+        senders.append(_source(relay, PLAIN, messages - held, max(1, sessions - held_sessions)))
+    for sender in senders:
+        sender.wait()
+    return messages / (time.perf_counter() - started)
+
+
+def configure(relay: PrivatePostfix, hooks: bool, bare: dict[str, str]) -> None:
+    relay.extra_main_cf = dict(bare)
+    if hooks:
+        relay.extra_main_cf.update(
+            policyd_main_cf(
+                relay.main_cf(), str(relay.config_directory), "unix:private/etrn-policy"
+            )
+        )
+    relay.reload()
+    time.sleep(1.5)  # let the old smtpd processes finish their reload
+
+
+def held_count(relay: PrivatePostfix) -> int:
+    return _files(relay.queue_directory / "deferred")
+
+
+def fill(relay: PrivatePostfix, count: int) -> None:
+    relay.command("postsuper", "-d", "ALL", check=False)
+    _source(relay, HELD[0], count, 5).wait()
+    deadline = time.monotonic() + 60
+    while held_count(relay) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def until_delivered(site: FakeSite, count: int, trigger: object) -> float:
+    site.messages.clear()
+    started = time.perf_counter()
+    trigger()  # type: ignore[operator]
+    received = site.wait_for_recipients(count, timeout=120)
+    if len(received) < count:
+        raise RuntimeError(f"only {len(received)} of {count} delivered")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    options = parser.parse_args()
+    site = FakeSite(free_loopback_address((2526,))).start()
+    relay = PrivatePostfix(
+        address=free_loopback_address((25,)),
+        site_address=site.address,
+        site_port=site.port,
+        domains=[*HELD, PLAIN],
+        main_cf=QUIET_QUEUE,
+        name="etrn-bench",
+        transport=[line for d in HELD for line in (f"{d} {{nexthop}}", f".{d} {{nexthop}}")]
+        + [f"{PLAIN} discard:"],
+        maps={
+            "etrn-recipients": recipient_map_lines(
+                [IntermittentDomain(parse_domain(d)) for d in HELD]
+            )
+        },
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="etrn-bench-"))
+    config = workdir / "etrn-ext.toml"
+    etrnctl = Path(sys.executable).with_name("etrnctl")
+    rates: dict[str, list[float]] = {"bare20": [], "hooks20": [], "bare100": [], "hooks100": []}
+    flush_runs: list[float] = []
+    etrn_runs: list[float] = []
+    try:
+        relay.start()
+        bare = dict(relay.extra_main_cf)
+        socket_path = relay.queue_directory / "private" / "etrn-policy"
+        config.write_text(
+            f'[index]\nurl = "sqlite:///{workdir}/index.sqlite"\n'
+            f'[mta]\nconfig_directory = "{relay.config_directory}"\n'
+            f'[policyd]\nlisten = "{socket_path}"\n'
+        )
+        for domain in HELD:
+            subprocess.run(
+                [etrnctl, "-c", config, "domain", "add", domain, "--allow", f"{site.address}/32"],
+                check=True,
+                capture_output=True,
+            )
+        daemon = DaemonProcess("etrn-policyd", config, socket_path, workdir / "policyd.log")
+        daemon.argv = [arg for arg in daemon.argv if arg != "-v"]
+        daemon.start()
+        for _ in range(options.repeat):
+            for hooks in (False, True):
+                configure(relay, hooks, bare)
+                accept(relay, 200, options.sessions, 0.2)  # warm up
+                for share, label in ((0.2, "20"), (1.0, "100")):
+                    rates[("hooks" if hooks else "bare") + label].append(
+                        accept(relay, options.messages, options.sessions, share)
+                    )
+        for _ in range(options.repeat):
+            fill(relay, 100)
+            flush_runs.append(
+                until_delivered(site, 100, lambda: relay.command("postqueue", "-s", HELD[0]))
+            )
+            fill(relay, 100)
+
+            def send_etrn() -> None:
+                with smtplib.SMTP(relay.address, 25, source_address=(site.address, 0)) as client:
+                    client.ehlo("mx.site.example")
+                    code, _reply = client.docmd("ETRN", HELD[0])
+                    if code != 250:
+                        raise RuntimeError(f"ETRN answered {code}")
+
+            etrn_runs.append(until_delivered(site, 100, send_etrn))
+        daemon.stop()
+    finally:
+        relay.stop()
+        relay.remove()
+        site.stop()
+
+    def median(name: str) -> float:
+        return statistics.median(rates[name])
+
+    ratio20 = statistics.median(
+        h / b for h, b in zip(rates["hooks20"], rates["bare20"], strict=True)
+    )
+    ratio100 = statistics.median(
+        h / b for h, b in zip(rates["hooks100"], rates["bare100"], strict=True)
+    )
+    flush, etrn = statistics.median(flush_runs), statistics.median(etrn_runs)
+    publish(
+        "hooks",
+        command_line(),
+        [
+            Figure(
+                "acceptance with etrn-policyd, 20 % intermittent",
+                median("hooks20"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare20"),
+                ">= 0.90x bare",
+                ratio20 >= 0.90,
+            ),
+            Figure(
+                "acceptance with etrn-policyd, 100 % intermittent",
+                median("hooks100"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare100"),
+                ">= 0.80x bare",
+                ratio100 >= 0.80,
+            ),
+            Figure(
+                "ETRN (via etrn-policyd) to 100 delivered",
+                etrn,
+                "s",
+                "postqueue -s to 100 delivered",
+                flush,
+                "<= 1.2x postqueue -s",
+                etrn <= 1.2 * flush,
+            ),
+        ],
+        f"smtp-source, {options.messages} messages of 4 KB per run, {options.sessions} sessions; "
+        f"ratios are medians of per-repetition ratios ({ratio20:.2f}x and {ratio100:.2f}x), "
+        f"{options.repeat} repetitions, configurations alternating. The fake site is aiosmtpd.",
+    )
+
+
+if __name__ == "__main__":
+    main()
