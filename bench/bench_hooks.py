@@ -4,7 +4,9 @@ acceptance  smtp-source sends MESSAGES 4 KB messages (SESSIONS parallel sessions
             private relay, bare and then with the recommended configuration
             (``etrnctl postfix-config``'s policyd lines, the daemon running), for a mix
             of 20 % and of 100 % mail for intermittent domains (the rest is relayed
-            and discarded). Configurations alternate within each repetition.
+            and discarded). A third configuration points the same lines at a
+            do-nothing DUNNO server: what the policy protocol itself costs Postfix.
+            Configurations alternate within each repetition.
 etrn        100 held messages for one domain, delivered to a fake site: the time from
             ``postqueue -s`` until the site has them all, against the time from an SMTP
             ``ETRN`` (decided by etrn-policyd) until the site has them all.
@@ -86,13 +88,11 @@ def accept(relay: PrivatePostfix, messages: int, sessions: int, held_share: floa
     return messages / (time.perf_counter() - started)
 
 
-def configure(relay: PrivatePostfix, hooks: bool, bare: dict[str, str]) -> None:
+def configure(relay: PrivatePostfix, service: str | None, bare: dict[str, str]) -> None:
     relay.extra_main_cf = dict(bare)
-    if hooks:
+    if service:
         relay.extra_main_cf.update(
-            policyd_main_cf(
-                relay.main_cf(), str(relay.config_directory), "unix:private/etrn-policy"
-            )
+            policyd_main_cf(relay.main_cf(), str(relay.config_directory), service)
         )
     relay.reload()
     time.sleep(1.5)  # let the old smtpd processes finish their reload
@@ -118,6 +118,29 @@ def until_delivered(site: FakeSite, count: int, trigger: object) -> float:
     if len(received) < count:
         raise RuntimeError(f"only {len(received)} of {count} delivered")
     return time.perf_counter() - started
+
+
+def measure_etrn(
+    relay: PrivatePostfix, site: FakeSite, repeat: int
+) -> tuple[list[float], list[float]]:
+    """Seconds until 100 held messages reach the site: after postqueue -s, and after ETRN."""
+    flush_runs, etrn_runs = [], []
+
+    def send_etrn() -> None:
+        with smtplib.SMTP(relay.address, 25, source_address=(site.address, 0)) as client:
+            client.ehlo("mx.site.example")
+            code, _reply = client.docmd("ETRN", HELD[0])
+        if code != 250:
+            raise RuntimeError(f"ETRN answered {code}")
+
+    for _ in range(repeat):
+        fill(relay, 100)
+        flush_runs.append(
+            until_delivered(site, 100, lambda: relay.command("postqueue", "-s", HELD[0]))
+        )
+        fill(relay, 100)
+        etrn_runs.append(until_delivered(site, 100, send_etrn))
+    return flush_runs, etrn_runs
 
 
 def main() -> None:
@@ -147,9 +170,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="etrn-bench-"))
     config = workdir / "etrn-ext.toml"
     etrnctl = Path(sys.executable).with_name("etrnctl")
-    rates: dict[str, list[float]] = {"bare20": [], "hooks20": [], "bare100": [], "hooks100": []}
-    flush_runs: list[float] = []
-    etrn_runs: list[float] = []
+    configurations = {
+        "bare": None,
+        "hooks": "unix:private/etrn-policy",
+        "dunno": "unix:private/dunno-policy",
+    }
+    rates: dict[str, list[float]] = {
+        f"{n}{share}": [] for n in configurations for share in (20, 100)
+    }
     try:
         relay.start()
         bare = dict(relay.extra_main_cf)
@@ -168,29 +196,25 @@ def main() -> None:
         daemon = DaemonProcess("etrn-policyd", config, socket_path, workdir / "policyd.log")
         daemon.argv = [arg for arg in daemon.argv if arg != "-v"]
         daemon.start()
+        dunno_path = relay.queue_directory / "private" / "dunno-policy"
+        dunno = subprocess.Popen(
+            [
+                sys.executable,
+                Path(__file__).with_name("bench_policy.py"),
+                "--dunno-server",
+                str(dunno_path),
+            ]
+        )
         for _ in range(options.repeat):
-            for hooks in (False, True):
-                configure(relay, hooks, bare)
+            for name, service in configurations.items():
+                configure(relay, service, bare)
                 accept(relay, 200, options.sessions, 0.2)  # warm up
-                for share, label in ((0.2, "20"), (1.0, "100")):
-                    rates[("hooks" if hooks else "bare") + label].append(
-                        accept(relay, options.messages, options.sessions, share)
-                    )
-        for _ in range(options.repeat):
-            fill(relay, 100)
-            flush_runs.append(
-                until_delivered(site, 100, lambda: relay.command("postqueue", "-s", HELD[0]))
-            )
-            fill(relay, 100)
-
-            def send_etrn() -> None:
-                with smtplib.SMTP(relay.address, 25, source_address=(site.address, 0)) as client:
-                    client.ehlo("mx.site.example")
-                    code, _reply = client.docmd("ETRN", HELD[0])
-                    if code != 250:
-                        raise RuntimeError(f"ETRN answered {code}")
-
-            etrn_runs.append(until_delivered(site, 100, send_etrn))
+                for share in (20, 100):
+                    rate = accept(relay, options.messages, options.sessions, share / 100)
+                    rates[f"{name}{share}"].append(rate)
+        dunno.terminate()
+        configure(relay, configurations["hooks"], bare)
+        flush_runs, etrn_runs = measure_etrn(relay, site, options.repeat)
         daemon.stop()
     finally:
         relay.stop()
@@ -228,6 +252,22 @@ def main() -> None:
                 median("bare100"),
                 ">= 0.80x bare",
                 ratio100 >= 0.80,
+            ),
+            Figure(
+                "acceptance, same lines with a do-nothing server, 20 %",
+                median("dunno20"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare20"),
+                "-",
+            ),
+            Figure(
+                "acceptance, same lines with a do-nothing server, 100 %",
+                median("dunno100"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare100"),
+                "-",
             ),
             Figure(
                 "ETRN (via etrn-policyd) to 100 delivered",

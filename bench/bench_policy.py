@@ -96,6 +96,7 @@ async def _dunno_server(path: str) -> None:
             writer.close()
 
     server = await asyncio.start_unix_server(answer, path=path)
+    Path(path).chmod(0o666)  # Postfix's smtpd (user postfix) must be able to connect
     await server.serve_forever()
 
 

@@ -180,3 +180,35 @@ def test_etrn_flushes_mail_no_flush_log_covers(
     ]
     flushes = wait_for(lambda: etrnctl.json("events", "site.example", "--kind", "flush"))
     assert [e["detail"]["queue_ids"] for e in flushes] == [[released]]  # type: ignore[index]
+
+
+def test_sighup_reloads_settings_for_new_requests(make_policy_relay: MakePolicyRelay) -> None:
+    setup = make_policy_relay({"site.example": ()})
+    relay, daemon = setup.relay, setup.daemon
+    stranger = free_loopback_address((2526,))
+    assert etrn(relay, "site.example", stranger)[1].endswith("not allowed to flush site.example")
+    config = daemon.argv[daemon.argv.index("--config") + 1]
+    with open(config, "a") as handle:
+        handle.write('[etrn]\nrefuse_action = "459 4.7.1 ask the ISP for {domain}"\n')
+    daemon.reload()
+    assert wait_for(lambda: "configuration reloaded" in daemon.log_text())
+    assert etrn(relay, "site.example", stranger)[1].endswith("ask the ISP for site.example")
+
+
+def test_repeated_etrn_starts_no_new_flush_work(
+    make_policy_relay: MakePolicyRelay, fake_site: FakeSite
+) -> None:
+    setup = make_policy_relay({"site.example": ("--allow", f"{fake_site.address}/32")})
+    for _ in range(3):
+        assert etrn(setup.relay, "site.example", fake_site.address)[0] == 250
+    audit = wait_for(
+        lambda: (
+            [e for e in setup.etrnctl.json("events", "--kind", "etrn") if e["detail"]["throttled"]]
+            if len(setup.etrnctl.json("events", "--kind", "etrn")) == 3
+            else None
+        )
+    )
+    assert [e["detail"]["throttled"].startswith("site.example was flushed") for e in audit] == [
+        True,
+        True,
+    ]  # type: ignore[union-attr]

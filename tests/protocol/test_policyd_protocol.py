@@ -60,7 +60,7 @@ def converse(service: PolicyService, tmp_path: Path, data: bytes) -> bytes:
 
 
 def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_path: Path) -> None:
-    replies = converse(
+    message = converse(
         service,
         tmp_path,
         b"".join(
@@ -88,6 +88,22 @@ def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_pat
                     recipient_count="2",
                 ),
                 block(protocol_state="RCPT", recipient="c@site.example", instance="i2", size="0"),
+            ]
+        ),
+    )
+    assert message.split(b"\n\n")[:-1] == [
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=DUNNO",
+        b"action=452 4.2.2 held-mail quota for site.example exceeded",
+    ]
+    service.writer.flush()  # the targeted flush below reads what the index holds
+    etrns = converse(
+        service,
+        tmp_path,
+        b"".join(
+            [
                 block(
                     protocol_state="ETRN", etrn_domain="SITE.example", client_address="192.0.2.7"
                 ),
@@ -103,12 +119,7 @@ def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_pat
             ]
         ),
     )
-    assert replies.split(b"\n\n")[:-1] == [
-        b"action=DUNNO",
-        b"action=DUNNO",
-        b"action=DUNNO",
-        b"action=DUNNO",
-        b"action=452 4.2.2 held-mail quota for site.example exceeded",
+    assert etrns.split(b"\n\n")[:-1] == [
         b"action=OK",
         b"action=459 4.7.1 not allowed to flush site.example",
         b"action=DUNNO",
