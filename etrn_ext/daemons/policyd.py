@@ -94,7 +94,7 @@ class PolicyServer:
                     task.cancel()
 
     def refresh(self) -> None:
-        self.service.refresh_registry()
+        self.service.recorder.refresh_registry()
         self.service.refresh_usage()
 
     def reload(self) -> None:

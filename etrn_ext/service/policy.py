@@ -19,7 +19,7 @@ from typing import Final
 
 from etrn_ext.config import Settings
 from etrn_ext.core.errors import EtrnExtError, InvalidInputError, MtaCommandError
-from etrn_ext.core.model import DomainUsage, Event, EventKind, HeldRecipient, IntermittentDomain
+from etrn_ext.core.model import DomainUsage, Event, EventKind, IntermittentDomain
 from etrn_ext.core.names import DomainName, parse_domain, parse_queue_id
 from etrn_ext.core.policy import (
     EtrnClient,
@@ -31,11 +31,12 @@ from etrn_ext.core.policy import (
     parse_address,
 )
 from etrn_ext.core.postfix_setup import is_listed, split_list
-from etrn_ext.core.rules import HeldDomains, registered_domain_for
+from etrn_ext.core.rules import registered_domain_for
 from etrn_ext.index.writer import BatchWriter
 from etrn_ext.mta.postfix import PostfixAdapter
 from etrn_ext.net.resolve import CachingResolver
 from etrn_ext.service.context import Context
+from etrn_ext.service.recording import HeldMailRecorder
 from etrn_ext.wire.policy import PolicyRequest
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,7 @@ class PolicyService:
         self.writer = writer
         self.clock = clock
         self._lock = threading.Lock()
-        self._registry: Mapping[str, IntermittentDomain] = {}
-        self._matcher = HeldDomains({})
+        self.recorder = HeldMailRecorder(ctx, writer, clock=clock)
         self._usage: Mapping[str, DomainUsage] = {}
         self._messages: dict[str, _Message] = {}
         self._in_flight = _Load()
@@ -115,15 +115,9 @@ class PolicyService:
             client_limit=etrn.client_limit,
             client_window=etrn.client_window_seconds,
         )
-        self.refresh_registry()
+        self.recorder.refresh_registry()
         self.refresh_usage()
         self.refresh_flush_domains()
-
-    def refresh_registry(self) -> None:
-        registry = {domain.name.ascii: domain for domain in self.ctx.store.list_domains()}
-        with self._lock:
-            self._registry = registry
-            self._matcher = HeldDomains(registry)
 
     def refresh_usage(self) -> None:
         usage = self.ctx.store.usage_by_domain()
@@ -166,7 +160,7 @@ class PolicyService:
 
     def _on_rcpt(self, request: PolicyRequest) -> str:
         with self._lock:
-            domain = self._matcher.for_address(request.recipient)
+            domain = self.recorder.held_domain(request.recipient)
             if domain is None:
                 return DUNNO
             message = self._messages.get(request.instance)
@@ -188,7 +182,7 @@ class PolicyService:
         held_bytes = (
             usage.bytes + self._recorded.bytes.get(domain, 0) + self._in_flight.bytes.get(domain, 0)
         )
-        return over_quota(self._registry[domain].quota, messages, held_bytes, size)
+        return over_quota(self.recorder.registry[domain].quota, messages, held_bytes, size)
 
     def _refuse_for_quota(self, request: PolicyRequest, domain: str, problem: str) -> str:
         log.info(
@@ -220,39 +214,10 @@ class PolicyService:
             message = self._forget(request.instance)
         if message is None:
             return DUNNO
-        try:
-            queue_id = parse_queue_id(request.queue_id).value
-        except InvalidInputError:
-            log.warning(
-                "END-OF-MESSAGE without a valid queue_id (%r); not recorded", request.queue_id
-            )
-            return DUNNO
-        now = self.clock()
-        rows = [
-            HeldRecipient(
-                node=self.ctx.node,
-                queue_id=queue_id,
-                recipient=address,
-                domain=domain,
-                sender=request.sender,
-                size=request.size,
-                arrival_time=now,
-                first_seen=now,
-                last_seen=now,
-            )
-            for address, domain in message.recipients
-        ]
-        self.writer.submit_held(rows)
-        with self._lock:
-            for domain in message.domains:
-                self._recorded.add(domain, 1, request.size)
-        log.info(
-            "%s: held domain=%s recipients=%d size=%d",
-            queue_id,
-            ",".join(sorted(message.domains)),
-            len(rows),
-            request.size,
-        )
+        if self.recorder.record(request.queue_id, request.sender, request.size, message.recipients):
+            with self._lock:
+                for domain in message.domains:
+                    self._recorded.add(domain, 1, request.size)
         return DUNNO
 
     def _forget(self, instance: str) -> _Message | None:
@@ -274,7 +239,7 @@ class PolicyService:
             )
             return DUNNO
         with self._lock:
-            entry = registered_domain_for(name, self._registry)
+            entry = registered_domain_for(name, self.recorder.registry)
         client = EtrnClient(
             parse_address(request.client_address), request.client_name, request.sasl_username
         )
