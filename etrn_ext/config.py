@@ -184,6 +184,45 @@ class PolicydSettings:
     )
 
 
+def _milter_socket(value: str) -> str | None:
+    if re.fullmatch(r"(unix|local):/\S+|inet6?:[0-9]+(@\S+)?", value):
+        return None
+    return "must be unix:/path or inet:PORT@HOST (libmilter's socket syntax)"
+
+
+def _header_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9-]+", value) else "must be a header field name"
+
+
+def _names(value: str) -> str | None:
+    return (
+        None if re.fullmatch(r"[A-Za-z0-9_.,\s-]*", value) else "must be names separated by commas"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    """[milter]: etrn-milter, which tags and records held mail from inside the MTA."""
+
+    listen: str = setting(
+        "unix:/var/spool/postfix/private/etrn-milter",
+        "libmilter socket: unix:/path or inet:PORT@HOST (loopback)",
+        _milter_socket,
+    )
+    socket_mode: str = setting("0666", "permissions of a unix socket", _octal_mode)
+    holding_mailers: str = setting(
+        "etrn-only",
+        "{rcpt_mailer} values (Postfix transports, Sendmail mailers) that mean 'held'",
+        _names,
+    )
+    add_header: bool = setting(True, "add a trace header to held mail")
+    header_name: str = setting("X-ETRN-Held", "name of the trace header", _header_name)
+    timeout_seconds: float = setting(10.0, "libmilter's timeout for talking to the MTA", _positive)
+    registry_refresh_seconds: float = setting(
+        30.0, "how often the registry of domains is re-read from the index", _positive
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EtrnSettings:
     """[etrn]: who may ETRN and how often it starts flush work (policyd, socketmap)."""
@@ -245,6 +284,7 @@ SECTIONS: Final[Mapping[str, type]] = {
     "index": IndexSettings,
     "mta": MtaSettings,
     "policyd": PolicydSettings,
+    "milter": MilterSettings,
     "etrn": EtrnSettings,
     "log": LogSettings,
 }
@@ -257,6 +297,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     policyd: PolicydSettings = field(default_factory=PolicydSettings)
+    milter: MilterSettings = field(default_factory=MilterSettings)
     etrn: EtrnSettings = field(default_factory=EtrnSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None

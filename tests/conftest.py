@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from etrn_ext.cli.main import cli
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.postfix_setup import policyd_main_cf, recipient_map_lines
+from etrn_ext.core.postfix_setup import milter_main_cf, policyd_main_cf, recipient_map_lines
 from etrn_ext.index.store import IndexStore
 from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address
@@ -178,7 +178,7 @@ def etrnctl_for(tmp_path: Path) -> Callable[[PrivatePostfix], Etrnctl]:
 
 
 class PolicyRelay:
-    """A private relay set up with ``etrnctl postfix-config``'s policy lines, and the daemon."""
+    """A private relay set up with ``etrnctl postfix-config``'s lines for one of our daemons."""
 
     def __init__(self, relay: PrivatePostfix, daemon: DaemonProcess, etrnctl: Etrnctl) -> None:
         self.relay = relay
@@ -215,6 +215,32 @@ def make_policy_relay(
         daemon = DaemonProcess(
             "etrn-policyd", config, socket_path, tmp_path / "policyd.log"
         ).start()
+        daemons.append(daemon)
+        return PolicyRelay(relay, daemon, etrnctl)
+
+    yield make
+    for daemon in daemons:
+        daemon.stop()
+
+
+@pytest.fixture
+def make_milter_relay(
+    make_relay: Callable[..., PrivatePostfix], tmp_path: Path
+) -> Iterator[Callable[..., PolicyRelay]]:
+    """A relay with postfix-config's etrn-milter lines, and etrn-milter running."""
+    daemons: list[DaemonProcess] = []
+
+    def make(domains: Sequence[str], **relay_options: object) -> PolicyRelay:
+        relay = make_relay(start=False, domains=list(domains), **relay_options)
+        relay.extra_main_cf.update(milter_main_cf(relay.main_cf(), "unix:private/etrn-milter"))
+        relay.start()
+        socket_path = relay.queue_directory / "private" / "etrn-milter"
+        config = relay_config(relay, tmp_path)
+        config.write_text(config.read_text() + f'[milter]\nlisten = "unix:{socket_path}"\n')
+        etrnctl = Etrnctl(config)
+        for name in domains:
+            assert etrnctl("domain", "add", name).exit_code == 0
+        daemon = DaemonProcess("etrn-milter", config, socket_path, tmp_path / "milter.log").start()
         daemons.append(daemon)
         return PolicyRelay(relay, daemon, etrnctl)
 

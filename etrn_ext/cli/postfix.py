@@ -18,14 +18,17 @@ EX_PROBLEMS_FOUND = 1
 @click.argument("domains", nargs=-1, metavar="[DOMAIN]...")
 @click.option("--generic", is_flag=True, help="Do not merge with the live configuration.")
 @click.option("--no-policyd", is_flag=True, help="Leave out the etrn-policyd lines.")
+@click.option("--milter", is_flag=True, help="Add the etrn-milter lines.")
 @click.pass_obj
 def postfix_config(
-    state: CliState, /, domains: tuple[str, ...], generic: bool, no_policyd: bool
+    state: CliState, /, domains: tuple[str, ...], generic: bool, no_policyd: bool, milter: bool
 ) -> None:
     """Print the main.cf, master.cf and map lines for DOMAINs (default: all registered)."""
     from etrn_ext.service.postfix import postfix_config as render_config
 
-    text = render_config(state.context(), domains, live=not generic, policyd=not no_policyd)
+    text = render_config(
+        state.context(), domains, live=not generic, policyd=not no_policyd, milter=milter
+    )
     click.echo(text, nl=False)
 
 

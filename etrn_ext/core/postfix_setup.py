@@ -34,6 +34,8 @@ PARAMETERS: Final = (
     "smtpd_end_of_data_restrictions",
     "smtpd_restriction_classes",
     "queue_directory",
+    "smtpd_milters",
+    "milter_default_action",
 )
 POLICY_CLASS: Final = "etrn_policy"
 RECIPIENT_MAP: Final = "etrn-recipients"
@@ -326,6 +328,29 @@ def policyd_main_cf(
     }
 
 
+def milter_service_name(listen: str, queue_directory: str) -> str:
+    """The milter socket as main.cf names it (from ``unix:/path`` or ``inet:PORT@HOST``)."""
+    kind, _, rest = listen.partition(":")
+    if kind in ("unix", "local"):
+        return policy_service_name(rest, queue_directory)
+    port, _, host = rest.partition("@")
+    return f"{kind}:{host or '127.0.0.1'}:{port}"
+
+
+def milter_main_cf(current: Mapping[str, str], milter_service: str) -> dict[str, str]:
+    """main.cf parameters that put etrn-milter in front of smtpd, failing open."""
+    service = f"{{ {milter_service}, default_action=accept }}"
+    kept = [
+        item
+        for item in split_restrictions(current.get("smtpd_milters", ""))
+        if milter_service not in item
+    ]
+    return {
+        "smtpd_milters": ", ".join([*kept, service]),
+        "milter_default_action": "accept",
+    }
+
+
 def recipient_map_lines(domains: Sequence[IntermittentDomain]) -> list[str]:
     """The etrn-recipients map: each domain (and so its subdomains) to the policy class."""
     return [f"{domain.name.ascii}\t{POLICY_CLASS}" for domain in domains]
@@ -368,11 +393,13 @@ def render_postfix_config(
     current: Mapping[str, str] | None = None,
     config_directory: str = "/etc/postfix",
     policy_service: str | None = "unix:private/etrn-policy",
+    milter_service: str | None = None,
 ) -> str:
     """The main.cf, master.cf and map lines for these domains, merged with ``current``.
 
     With ``policy_service`` the etrn-policyd lines are included (and decide ETRN);
-    without it, ETRN is left to ``permit_mynetworks, reject``.
+    without it, ETRN is left to ``permit_mynetworks, reject``. With ``milter_service``
+    the etrn-milter lines are included too.
     """
     current = current or {}
     names = [domain.name.ascii for domain in domains]
@@ -413,4 +440,15 @@ def render_postfix_config(
         lines += [f"{key}\t{ETRN_TRANSPORT}:" for key in transport_keys(domain)]
     if policy_service is not None:
         lines += ["", *_policy_lines(domains, current, config_directory, policy_service)]
+    if milter_service is not None:
+        milter = milter_main_cf(current, milter_service)
+        lines += [
+            "",
+            "# --- main.cf: etrn-milter (tags held mail with a trace header and records it) ---",
+            "# default_action=accept: a dead milter never costs mail. Postfix 3.11 changed the",
+            "# global milter_default_action to 'shutdown'; say 'accept' here as well.",
+            *(f"{name} = {value}" for name, value in milter.items()),
+            "# The default milter_rcpt_macros carry {rcpt_mailer} and milter_end_of_data_macros",
+            "# carry {i} (the queue id): nothing more is needed.",
+        ]
     return "\n".join(lines) + "\n"

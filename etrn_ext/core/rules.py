@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
@@ -79,3 +80,9 @@ class HeldDomains:
         answer = entry.name.ascii if entry else None
         self._answers[domain_text] = answer
         return answer
+
+
+def held_header(domains: list[str], node: str, now: float) -> str:
+    """The trace header's value: ``site.example, ship.example; relay=mx2; queued=<UTC time>``."""
+    queued = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{', '.join(sorted(set(domains)))}; relay={node}; queued={queued}"

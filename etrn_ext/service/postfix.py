@@ -13,6 +13,7 @@ from etrn_ext.core.postfix_setup import (
     Finding,
     PostfixFacts,
     check_postfix,
+    milter_service_name,
     policy_service_name,
     render_postfix_config,
     split_list,
@@ -36,14 +37,24 @@ def _domains(ctx: Context, names: Sequence[str]) -> list[IntermittentDomain]:
 
 
 def postfix_config(
-    ctx: Context, names: Sequence[str], *, live: bool = True, policyd: bool = True
+    ctx: Context,
+    names: Sequence[str],
+    *,
+    live: bool = True,
+    policyd: bool = True,
+    milter: bool = False,
 ) -> str:
     """main.cf/master.cf/map lines for the domains, merged with the live values if asked."""
     domains = _domains(ctx, names)
     current = PostfixAdapter(ctx.settings.mta).parameters(PARAMETERS) if live else {}
     queue_directory = current.get("queue_directory", "/var/spool/postfix")
-    service = policy_service_name(ctx.settings.policyd.listen, queue_directory) if policyd else None
-    return render_postfix_config(domains, current, ctx.settings.mta.config_directory, service)
+    policy = policy_service_name(ctx.settings.policyd.listen, queue_directory) if policyd else None
+    milter_service = (
+        milter_service_name(ctx.settings.milter.listen, queue_directory) if milter else None
+    )
+    return render_postfix_config(
+        domains, current, ctx.settings.mta.config_directory, policy, milter_service
+    )
 
 
 def doctor(ctx: Context, names: Sequence[str] = (), *, user: str | None = None) -> list[Finding]:

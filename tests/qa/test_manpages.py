@@ -81,4 +81,6 @@ def test_contrib_postfix_lines_match_the_generator() -> None:
 
     contrib = MAN.parent / "contrib" / "postfix" / "etrn-relay.conf"
     example = IntermittentDomain(parse_domain("site.example"), include_subdomains=True)
-    assert contrib.read_text() == render_postfix_config([example])
+    assert contrib.read_text() == render_postfix_config(
+        [example], milter_service="unix:private/etrn-milter"
+    )
