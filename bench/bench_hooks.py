@@ -6,6 +6,7 @@ acceptance  smtp-source sends MESSAGES 4 KB messages (SESSIONS parallel sessions
             of 20 % and of 100 % mail for intermittent domains (the rest is relayed
             and discarded). A third configuration points the same lines at a
             do-nothing DUNNO server: what the policy protocol itself costs Postfix.
+            A fourth has etrn-milter instead (postfix-config --milter lines).
             Configurations alternate within each repetition.
 etrn        100 held messages for one domain, delivered to a fake site: the time from
             ``postqueue -s`` until the site has them all, against the time from an SMTP
@@ -32,7 +33,7 @@ from harness import Figure, command_line, publish
 
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.postfix_setup import policyd_main_cf, recipient_map_lines
+from etrn_ext.core.postfix_setup import milter_main_cf, policyd_main_cf, recipient_map_lines
 from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix
@@ -88,12 +89,16 @@ def accept(relay: PrivatePostfix, messages: int, sessions: int, held_share: floa
     return messages / (time.perf_counter() - started)
 
 
-def configure(relay: PrivatePostfix, service: str | None, bare: dict[str, str]) -> None:
+def configure(relay: PrivatePostfix, hook: str | None, bare: dict[str, str]) -> None:
+    """Bare, or one hook as postfix-config writes it: ``policy:SERVICE`` or ``milter:SERVICE``."""
     relay.extra_main_cf = dict(bare)
-    if service:
+    kind, _, service = (hook or "").partition(":")
+    if kind == "policy":
         relay.extra_main_cf.update(
             policyd_main_cf(relay.main_cf(), str(relay.config_directory), service)
         )
+    elif kind == "milter":
+        relay.extra_main_cf.update(milter_main_cf(relay.main_cf(), service))
     relay.reload()
     time.sleep(1.5)  # let the old smtpd processes finish their reload
 
@@ -172,8 +177,9 @@ def main() -> None:
     etrnctl = Path(sys.executable).with_name("etrnctl")
     configurations = {
         "bare": None,
-        "hooks": "unix:private/etrn-policy",
-        "dunno": "unix:private/dunno-policy",
+        "hooks": "policy:unix:private/etrn-policy",
+        "dunno": "policy:unix:private/dunno-policy",
+        "milter": "milter:unix:private/etrn-milter",
     }
     rates: dict[str, list[float]] = {
         f"{n}{share}": [] for n in configurations for share in (20, 100)
@@ -186,6 +192,7 @@ def main() -> None:
             f'[index]\nurl = "sqlite:///{workdir}/index.sqlite"\n'
             f'[mta]\nconfig_directory = "{relay.config_directory}"\n'
             f'[policyd]\nlisten = "{socket_path}"\n'
+            f'[milter]\nlisten = "unix:{relay.queue_directory}/private/etrn-milter"\n'
         )
         for domain in HELD:
             subprocess.run(
@@ -196,6 +203,14 @@ def main() -> None:
         daemon = DaemonProcess("etrn-policyd", config, socket_path, workdir / "policyd.log")
         daemon.argv = [arg for arg in daemon.argv if arg != "-v"]
         daemon.start()
+        milter = DaemonProcess(
+            "etrn-milter",
+            config,
+            relay.queue_directory / "private" / "etrn-milter",
+            workdir / "m.log",
+        )
+        milter.argv = [arg for arg in milter.argv if arg != "-v"]
+        milter.start()
         dunno_path = relay.queue_directory / "private" / "dunno-policy"
         dunno = subprocess.Popen(
             [
@@ -216,6 +231,7 @@ def main() -> None:
         configure(relay, configurations["hooks"], bare)
         flush_runs, etrn_runs = measure_etrn(relay, site, options.repeat)
         daemon.stop()
+        milter.stop()
     finally:
         relay.stop()
         relay.remove()
@@ -229,6 +245,12 @@ def main() -> None:
     )
     ratio100 = statistics.median(
         h / b for h, b in zip(rates["hooks100"], rates["bare100"], strict=True)
+    )
+    milter20 = statistics.median(
+        m / b for m, b in zip(rates["milter20"], rates["bare20"], strict=True)
+    )
+    milter100 = statistics.median(
+        m / b for m, b in zip(rates["milter100"], rates["bare100"], strict=True)
     )
     flush, etrn = statistics.median(flush_runs), statistics.median(etrn_runs)
     publish(
@@ -268,6 +290,24 @@ def main() -> None:
                 "bare Postfix, same mix",
                 median("bare100"),
                 "-",
+            ),
+            Figure(
+                "acceptance with etrn-milter, 20 % intermittent",
+                median("milter20"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare20"),
+                ">= 0.90x bare",
+                milter20 >= 0.90,
+            ),
+            Figure(
+                "acceptance with etrn-milter, 100 % intermittent",
+                median("milter100"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare100"),
+                ">= 0.80x bare",
+                milter100 >= 0.80,
             ),
             Figure(
                 "ETRN (via etrn-policyd) to 100 delivered",
