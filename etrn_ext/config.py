@@ -99,7 +99,9 @@ class IndexSettings:
 class MtaSettings:
     """[mta]: which MTA this relay runs and where its commands and configuration are."""
 
-    kind: str = setting("postfix", "the MTA on this relay (postfix)", _one_of("postfix"))
+    kind: str = setting(
+        "postfix", "the MTA on this relay: postfix or sendmail", _one_of("postfix", "sendmail")
+    )
     node_name: str = setting(
         "", "name of this relay in the index (empty: the host name); unique per relay", _node_name
     )
@@ -113,6 +115,16 @@ class MtaSettings:
     postconf: str = setting("/usr/sbin/postconf", "path of postconf(1)", _absolute_path)
     postmap: str = setting("/usr/sbin/postmap", "path of postmap(1)", _absolute_path)
     sendmail: str = setting("/usr/sbin/sendmail", "path of the sendmail program", _absolute_path)
+    sendmail_cf: str = setting(
+        "/etc/mail/sendmail.cf",
+        "Sendmail's configuration (queue directories, options)",
+        _absolute_path,
+    )
+    sendmail_flush: str = setting(
+        "exact",
+        "how Sendmail flushes a domain: exact queue ids (-qI), or substring (-qR@domain)",
+        _one_of("exact", "substring"),
+    )
     command_timeout_seconds: float = setting(
         60.0, "longest an MTA command may run before it is killed", _positive
     )

@@ -10,129 +10,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import socket
 import sys
-from typing import Final, cast
+from typing import Final
 
-from etrn_ext.config import load_settings
-from etrn_ext.core.errors import ConfigError, EtrnExtError
+from etrn_ext.config import PolicydSettings
+from etrn_ext.core.errors import EtrnExtError
 from etrn_ext.daemons.serve import (
+    DRAIN_SECONDS,
+    RequestServer,
     daemon_arguments,
     exit_on_startup_error,
     guarded,
     listening_sockets,
+    reloader,
     start,
 )
 from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
 from etrn_ext.service.policy import PolicyService
-from etrn_ext.wire.policy import PolicyDecoder, PolicyRequest, ProtocolError, format_action
+from etrn_ext.wire.policy import PolicyDecoder, PolicyRequest, format_action
 
 PROGRAM: Final = "etrn-policyd"
-READ_CHUNK: Final = 65536
-DRAIN_SECONDS: Final = 5.0
 
 log = logging.getLogger(__name__)
 
 
-class PolicyServer:
-    """Accepts connections and answers each request block with one action."""
+def policy_server(service: PolicyService, config_path: str | None) -> RequestServer[PolicyRequest]:
+    """The policy protocol server over ``service``; ETRN (rare, may need DNS) in a thread."""
 
-    def __init__(self, service: PolicyService, config_path: str | None) -> None:
-        self.service = service
-        self.config_path = config_path
-        self.connections: dict[asyncio.Task[None], float] = {}  # task -> last activity
-        self.busy: set[asyncio.Task[None]] = set()  # answering a request right now
+    def settings() -> PolicydSettings:  # read anew: SIGHUP replaces them
+        return service.ctx.settings.policyd
 
-    def answer(self, request: PolicyRequest) -> str:
-        on_error = self.service.ctx.settings.policyd.on_error
-        return guarded(
-            lambda: self.service.handle(request), on_error, f"{request.protocol_state} request"
+    def handle(request: PolicyRequest) -> bytes:
+        action = guarded(
+            lambda: service.handle(request),
+            settings().on_error,
+            f"{request.protocol_state} request",
         )
+        return format_action(action)
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = cast("asyncio.Task[None]", asyncio.current_task())
-        loop = asyncio.get_running_loop()
-        self.connections[task] = loop.time()
-        decoder = PolicyDecoder()
-        try:
-            while data := await reader.read(READ_CHUNK):
-                self.connections[task] = loop.time()
-                self.busy.add(task)
-                decoder.feed(data)
-                for request in decoder.requests():
-                    if request.protocol_state == "ETRN":
-                        action = await asyncio.to_thread(self.answer, request)
-                    else:
-                        action = self.answer(request)
-                    writer.write(format_action(action))
-                await writer.drain()
-                self.busy.discard(task)
-            if decoder.mid_block:
-                log.warning("policy client closed the connection in the middle of a request")
-        except ProtocolError as exc:
-            log.error("policy client broke the protocol (%s); closing the connection", exc)
-        except ConnectionError:
-            pass
-        finally:
-            self.connections.pop(task, None)
-            self.busy.discard(task)
-            writer.close()
+    async def answer(request: PolicyRequest) -> bytes:
+        if request.protocol_state == "ETRN":
+            return await asyncio.to_thread(handle, request)
+        return handle(request)
 
-    async def refresh_forever(self) -> None:
-        """Re-read the index now and then, and close connections idle for too long."""
-        settings = self.service.ctx.settings.policyd
-        interval = min(settings.registry_refresh_seconds, settings.usage_refresh_seconds)
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(interval)
-            await asyncio.to_thread(guarded, self.refresh, None, "refresh from the index")
-            horizon = loop.time() - self.service.ctx.settings.policyd.idle_timeout_seconds
-            for task, last_activity in list(self.connections.items()):
-                if last_activity < horizon and task not in self.busy:
-                    task.cancel()
+    def refresh() -> None:
+        service.recorder.refresh_registry()
+        service.refresh_usage()
 
-    def refresh(self) -> None:
-        self.service.recorder.refresh_registry()
-        self.service.refresh_usage()
-
-    def reload(self) -> None:
-        """SIGHUP: new settings for new requests; listening sockets stay as they are."""
-        try:
-            settings = load_settings(self.config_path)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
-            return
-        guarded(lambda: self.service.reload(settings), None, "reload")
-        log.info("configuration reloaded")
-
-
-async def serve(server: PolicyServer, sockets: list[socket.socket]) -> None:
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, server.reload))
-    listeners = []
-    for sock in sockets:
-        if sock.family == socket.AF_UNIX:
-            listeners.append(await asyncio.start_unix_server(server.connection, sock=sock))
-        else:
-            listeners.append(await asyncio.start_server(server.connection, sock=sock))
-    refresher = asyncio.create_task(server.refresh_forever())
-    log.info("ready: %d listening socket(s)", len(listeners))
-    await stopping.wait()
-    log.info("stopping: answering requests in flight")
-    for listener in listeners:
-        listener.close()
-    refresher.cancel()
-    for task in set(server.connections) - server.busy:  # idle: smtpd just keeps them open
-        task.cancel()
-    if server.busy:
-        await asyncio.wait(list(server.busy), timeout=DRAIN_SECONDS)
-    for task in list(server.connections):
-        task.cancel()
+    return RequestServer(
+        name="policy",
+        make_decoder=PolicyDecoder,
+        answer=answer,
+        idle_timeout=lambda: settings().idle_timeout_seconds,
+        periodic=refresh,
+        period=min(settings().registry_refresh_seconds, settings().usage_refresh_seconds),
+        reload=reloader(config_path, service.reload),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             PROGRAM, OSError("nothing to listen on: set policyd.listen or listen_tcp")
         )
     try:
-        asyncio.run(serve(PolicyServer(service, options.config), sockets))
+        asyncio.run(policy_server(service, options.config).serve(sockets))
     finally:
         service.close()
         writer.close(timeout=DRAIN_SECONDS * 6)

@@ -8,22 +8,27 @@ the answer; everything about processes and sockets is here.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import socket
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Generic, Protocol, TypeVar, cast
 
 from etrn_ext.config import Settings, load_settings
 from etrn_ext.core.errors import ConfigError, EtrnExtError
 from etrn_ext.log import setup_logging
+from etrn_ext.wire.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
 SD_LISTEN_FDS_START: Final = 3
+READ_CHUNK: Final = 65536
+DRAIN_SECONDS: Final = 5.0
 EX_CONFIG: Final = 78
 EX_UNAVAILABLE: Final = 69
 
@@ -111,3 +116,125 @@ def exit_on_startup_error(program: str, error: EtrnExtError | OSError) -> None:
     log.error("cannot start: %s", error)
     print(f"{program}: cannot start: {error}", file=sys.stderr)
     sys.exit(EX_UNAVAILABLE)
+
+
+RequestT_co = TypeVar("RequestT_co", covariant=True)
+RequestT = TypeVar("RequestT")
+
+
+class Decoder(Protocol[RequestT_co]):
+    """What a protocol codec offers the server: bytes in, complete requests out."""
+
+    @property
+    def mid_block(self) -> bool: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def requests(self) -> Iterator[RequestT_co]: ...
+
+
+class RequestServer(Generic[RequestT]):
+    """Many requests per connection, answered in order; for policyd and the socketmap.
+
+    SIGTERM stops accepting, lets requests in progress finish (at most DRAIN_SECONDS) and
+    closes idle connections at once (MTAs keep them open); SIGHUP calls ``reload`` in a
+    thread; ``periodic`` runs in a thread every ``period`` seconds, and connections idle
+    for longer than ``idle_timeout()`` are closed then.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        make_decoder: Callable[[], Decoder[RequestT]],
+        answer: Callable[[RequestT], Awaitable[bytes]],
+        idle_timeout: Callable[[], float],
+        periodic: Callable[[], None],
+        period: float,
+        reload: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self.make_decoder = make_decoder
+        self.answer = answer
+        self.idle_timeout = idle_timeout
+        self.periodic = periodic
+        self.period = period
+        self.reload = reload
+        self.connections: dict[asyncio.Task[None], float] = {}  # task -> last activity
+        self.busy: set[asyncio.Task[None]] = set()  # answering a request right now
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        loop = asyncio.get_running_loop()
+        self.connections[task] = loop.time()
+        decoder = self.make_decoder()
+        try:
+            while data := await reader.read(READ_CHUNK):
+                self.connections[task] = loop.time()
+                self.busy.add(task)
+                decoder.feed(data)
+                for request in decoder.requests():
+                    writer.write(await self.answer(request))
+                await writer.drain()
+                self.busy.discard(task)
+            if decoder.mid_block:
+                log.warning("%s client closed the connection in the middle of a request", self.name)
+        except ProtocolError as exc:
+            log.error("%s client broke the protocol (%s); closing the connection", self.name, exc)
+        except ConnectionError:
+            pass
+        finally:
+            self.connections.pop(task, None)
+            self.busy.discard(task)
+            writer.close()
+
+    async def _periodically(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.period)
+            await asyncio.to_thread(guarded, self.periodic, None, "refresh from the index")
+            horizon = loop.time() - self.idle_timeout()
+            for task, last_activity in list(self.connections.items()):
+                if last_activity < horizon and task not in self.busy:
+                    task.cancel()
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        loop.add_signal_handler(signal.SIGINT, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload))
+        listeners = []
+        for sock in sockets:
+            if sock.family == socket.AF_UNIX:
+                listeners.append(await asyncio.start_unix_server(self.connection, sock=sock))
+            else:
+                listeners.append(await asyncio.start_server(self.connection, sock=sock))
+        refresher = asyncio.create_task(self._periodically())
+        log.info("ready: %d listening socket(s)", len(listeners))
+        await stopping.wait()
+        log.info("stopping: answering requests in flight")
+        for listener in listeners:
+            listener.close()
+        refresher.cancel()
+        for task in set(self.connections) - self.busy:
+            task.cancel()
+        if self.busy:
+            await asyncio.wait(list(self.busy), timeout=DRAIN_SECONDS)
+        for task in list(self.connections):
+            task.cancel()
+
+
+def reloader(config_path: str | None, apply: Callable[[Settings], None]) -> Callable[[], None]:
+    """SIGHUP: new settings for new requests; a bad file is logged and the old one kept."""
+
+    def reload() -> None:
+        try:
+            settings = load_settings(config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        guarded(lambda: apply(settings), None, "reload")
+        log.info("configuration reloaded")
+
+    return reload

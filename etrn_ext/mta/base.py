@@ -43,6 +43,11 @@ class MtaAdapter(Protocol):
         """Ask the MTA to deliver exactly these messages now (asynchronous)."""
         ...
 
+    def native_etrn_covers(self, entry: QueueEntry) -> bool:
+        """Whether the MTA's own ETRN flush delivers this message; if not, the ETRN hook
+        flushes it by queue id."""
+        ...
+
     def queue_lifetime_seconds(self) -> float:
         """How long a message may wait before the MTA returns it to the sender."""
         ...

@@ -9,8 +9,8 @@ exits 0; the null sender is shown as ``MAILER-DAEMON``.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +21,10 @@ from etrn_ext.config import MtaSettings
 from etrn_ext.core.errors import MtaCommandError
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
-from etrn_ext.core.postfix_setup import split_list
+from etrn_ext.core.postfix_setup import is_listed, split_list
 from etrn_ext.core.units import parse_duration
 from etrn_ext.mta.base import LogPosition
+from etrn_ext.mta.logfile import read_log_records
 from etrn_ext.mta.run import LineStream, run_command
 
 EX_UNAVAILABLE: Final = 69
@@ -174,16 +175,35 @@ class PostfixAdapter:
     def read_delivery_log(
         self, path: str, since: LogPosition | None
     ) -> tuple[list[DeliveryRecord], LogPosition | None]:
-        """Statuses logged since ``since``; a rotated or truncated log is read from its start."""
-        try:
-            with open(path, encoding="utf-8", errors="replace") as log:
-                status = os.fstat(log.fileno())
-                if since and since.inode == status.st_ino and since.offset <= status.st_size:
-                    log.seek(since.offset)
-                records = [record for line in log if (record := parse_log_line(line))]
-                return records, LogPosition(status.st_ino, log.tell())
-        except FileNotFoundError:
-            return [], since
+        return read_log_records(path, since, lambda line: [r for r in [parse_log_line(line)] if r])
+
+    def native_etrn_covers(self, entry: QueueEntry) -> bool:
+        """Whether Postfix's own ETRN flush delivers this message.
+
+        A message is in a domain's flush log only once a delivery agent deferred it, and
+        only domains in fast_flush_domains have a flush log: a queued message never
+        deferred (e.g. just released from the hold queue) or of another domain is missed.
+        Messages not in the deferred queue are being delivered or on hold: nothing to add.
+        """
+        if entry.queue_name != "deferred":
+            return True
+        patterns, parents = self._fast_flush_domains()
+        return all(
+            recipient.delay_reason
+            and is_listed(
+                recipient.address.rpartition("@")[2].lower(), patterns, parents_match=parents
+            )
+            is not False
+            for recipient in entry.recipients
+        )
+
+    @functools.cache  # noqa: B019 - one adapter per process; postconf once is the point
+    def _fast_flush_domains(self) -> tuple[list[str], bool]:
+        values = self.parameters(["fast_flush_domains", "parent_domain_matches_subdomains"])
+        parents = "fast_flush_domains" in split_list(
+            values.get("parent_domain_matches_subdomains", "")
+        )
+        return split_list(values.get("fast_flush_domains", "")), parents
 
     # --- Postfix-only facts, for doctor and postfix-config -----------------------------
 

@@ -8,6 +8,7 @@ from etrn_ext.mta.run import is_executable
 
 COMMANDS_BY_MTA = {
     "postfix": ("postqueue", "postsuper", "postconf", "postmap"),
+    "sendmail": ("sendmail",),
 }
 
 

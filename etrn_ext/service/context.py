@@ -52,6 +52,10 @@ class Context:
 
     @cached_property
     def mta(self) -> MtaAdapter:
+        if self.settings.mta.kind == "sendmail":
+            from etrn_ext.mta.sendmail import SendmailAdapter  # noqa: PLC0415
+
+            return SendmailAdapter(self.settings.mta)
         from etrn_ext.mta.postfix import PostfixAdapter  # noqa: PLC0415
 
         return PostfixAdapter(self.settings.mta)

@@ -13,29 +13,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
 from etrn_ext.config import Settings
-from etrn_ext.core.errors import EtrnExtError, InvalidInputError, MtaCommandError
-from etrn_ext.core.model import DomainUsage, Event, EventKind, IntermittentDomain
-from etrn_ext.core.names import DomainName, parse_domain, parse_queue_id
+from etrn_ext.core.model import DomainUsage, Event, EventKind
 from etrn_ext.core.policy import (
-    EtrnClient,
-    FlushThrottle,
     Verdict,
-    may_etrn,
-    needs_dns,
     over_quota,
-    parse_address,
 )
-from etrn_ext.core.postfix_setup import is_listed, split_list
-from etrn_ext.core.rules import registered_domain_for
 from etrn_ext.index.writer import BatchWriter
-from etrn_ext.mta.postfix import PostfixAdapter
 from etrn_ext.net.resolve import CachingResolver
 from etrn_ext.service.context import Context
+from etrn_ext.service.etrn import EtrnHook, EtrnRequest
 from etrn_ext.service.recording import HeldMailRecorder
 from etrn_ext.wire.policy import PolicyRequest
 
@@ -97,27 +87,17 @@ class PolicyService:
         self._messages: dict[str, _Message] = {}
         self._in_flight = _Load()
         self._recorded = _Load()  # recorded since the last usage refresh
-        self._fast_flush: tuple[list[str], bool] = (["*"], True)
-        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etrn-flush")
+        self.etrn = EtrnHook(ctx, writer, lambda: self.recorder.registry, clock=clock)
         self.reload(ctx.settings, resolver)
 
     # --- state from the index, refreshed in the background ---------------------------
 
     def reload(self, settings: Settings, resolver: CachingResolver | None = None) -> None:
         """Use new settings for new requests (SIGHUP) and re-read everything."""
-        etrn = settings.etrn
         self.ctx.settings = settings
-        self.resolver = resolver or CachingResolver(
-            timeout=etrn.dns_timeout_seconds, cache_seconds=etrn.dns_cache_seconds
-        )
-        self.throttle = FlushThrottle(
-            domain_interval=etrn.domain_flush_interval_seconds,
-            client_limit=etrn.client_limit,
-            client_window=etrn.client_window_seconds,
-        )
+        self.etrn.configure(settings.etrn, resolver)
         self.recorder.refresh_registry()
         self.refresh_usage()
-        self.refresh_flush_domains()
 
     def refresh_usage(self) -> None:
         usage = self.ctx.store.usage_by_domain()
@@ -127,26 +107,6 @@ class PolicyService:
             self._recorded = _Load()
             for instance in [i for i, m in self._messages.items() if m.started < horizon]:
                 self._forget(instance)
-
-    def refresh_flush_domains(self) -> None:
-        """Which recipient domains Postfix can flush per domain (fast_flush_domains)."""
-        names = ["fast_flush_domains", "parent_domain_matches_subdomains"]
-        try:
-            values = PostfixAdapter(self.ctx.settings.mta).parameters(names)
-        except MtaCommandError as exc:
-            log.warning("cannot read fast_flush_domains (%s); ETRN flushes by queue id", exc)
-            self._fast_flush = ([], False)
-            return
-        parents = "fast_flush_domains" in split_list(
-            values.get("parent_domain_matches_subdomains", "")
-        )
-        self._fast_flush = (split_list(values.get("fast_flush_domains", "")), parents)
-
-    def _has_flush_log(self, address: str) -> bool:
-        """Whether Postfix's own ETRN flush covers this recipient's domain."""
-        patterns, parents = self._fast_flush
-        listed = is_listed(address.rpartition("@")[2].lower(), patterns, parents_match=parents)
-        return listed is not False  # lookup tables: assume yes, as Postfix usually is set up
 
     # --- requests ----------------------------------------------------------------------
 
@@ -229,135 +189,23 @@ class PolicyService:
         return message
 
     def _on_etrn(self, request: PolicyRequest) -> str:
-        try:
-            name = parse_domain(request.etrn_domain)
-        except InvalidInputError:
-            log.info(
-                "ETRN %r from %s: not a domain name; left to the MTA",
+        tls = {key: request.get(key) for key in TLS_ATTRIBUTES}
+        outcome = self.etrn.decide(
+            EtrnRequest(
                 request.etrn_domain,
                 request.client_address,
-            )
-            return DUNNO
-        with self._lock:
-            entry = registered_domain_for(name, self.recorder.registry)
-        client = EtrnClient(
-            parse_address(request.client_address), request.client_name, request.sasl_username
-        )
-        decision = may_etrn(entry, client)
-        if entry is not None and decision.verdict is Verdict.REFUSE and needs_dns(entry):
-            decision = may_etrn(entry, client, self.resolver.facts_for(entry))
-        throttled = None
-        etrn = self.ctx.settings.etrn
-        if decision.verdict is Verdict.ALLOW and entry is not None:
-            with self._lock:
-                throttled = self.throttle.admit(
-                    entry.name.ascii, request.client_address, self.clock()
-                )
-            if throttled is None and etrn.targeted_flush:
-                self._flusher.submit(self._targeted_flush, entry.name, request.client_address)
-        action = {
-            Verdict.ALLOW: OK,
-            Verdict.REFUSE: etrn.refuse_action.format(domain=name.ascii),
-            Verdict.UNREGISTERED: etrn.unregistered_action,
-        }[decision.verdict]
-        self._audit_etrn(
-            request,
-            name,
-            entry,
-            verdict=decision.verdict,
-            reason=decision.reason,
-            throttled=throttled,
-        )
-        return action
-
-    def _audit_etrn(
-        self,
-        request: PolicyRequest,
-        name: DomainName,
-        entry: IntermittentDomain | None,
-        *,
-        verdict: Verdict,
-        reason: str,
-        throttled: str | None,
-    ) -> None:
-        sasl = f" sasl_username={request.sasl_username}" if request.sasl_username else ""
-        log.info(
-            "ETRN %s from %s[%s]%s: %s (%s)%s",
-            name,
-            request.client_name or "unknown",
-            request.client_address,
-            sasl,
-            verdict.value,
-            reason,
-            f"; no new flush: {throttled}" if throttled else "",
-        )
-        detail: dict[str, object] = {
-            "etrn_domain": request.etrn_domain,
-            "client_name": request.client_name,
-            "sasl_username": request.sasl_username,
-            "reason": reason,
-            "throttled": throttled,
-        }
-        detail.update({key: request.get(key) for key in TLS_ATTRIBUTES if request.get(key)})
-        self.writer.submit_event(
-            Event(
-                at=self.clock(),
-                kind=EventKind.ETRN,
-                node=self.ctx.node,
-                actor=request.client_address,
-                outcome=verdict.value,
-                domain=(entry.name if entry else name).ascii,
-                detail=detail,
+                request.client_name,
+                request.sasl_username,
+                tls,
             )
         )
-
-    def _uncovered(self, domain: DomainName) -> list[str]:
-        """Queue ids of the domain's held mail that Postfix's own ETRN flush misses.
-
-        A message enters a flush log only when a delivery agent defers it, so queued mail
-        without a delay reason (e.g. just released from the hold queue) is missed, and so
-        is all mail of a domain that has no flush log.
-        """
-        rows = [row for row in self.ctx.store.held_for(domain) if row.node == self.ctx.node]
-        if not rows:
-            return []
-        known = {row.queue_id for row in rows}
-        without_log = {row.queue_id for row in rows if not self._has_flush_log(row.recipient)}
-        never_deferred = {
-            entry.queue_id
-            for entry in self.ctx.mta.list_queue()
-            if entry.queue_id in known
-            and entry.queue_name == "deferred"  # incoming/active: being delivered right now
-            and any(not recipient.delay_reason for recipient in entry.recipients)
-        }
-        return sorted(without_log | never_deferred)
-
-    def _targeted_flush(self, domain: DomainName, client_address: str) -> None:
-        """Flush (postqueue -i) what Postfix's own ETRN flush misses; see ``_uncovered``."""
-        try:
-            wanted = self._uncovered(domain)
-            if not wanted:
-                return
-            self.ctx.mta.flush_ids([parse_queue_id(queue_id) for queue_id in wanted])
-            log.info(
-                "ETRN %s from %s: flushed %d message(s) by queue id",
-                domain,
-                client_address,
-                len(wanted),
-            )
-            self.writer.submit_event(
-                Event(
-                    at=self.clock(),
-                    kind=EventKind.FLUSH,
-                    node=self.ctx.node,
-                    actor=f"ETRN from {client_address}",
-                    outcome="requested",
-                    domain=domain.ascii,
-                    detail={"queue_ids": wanted, "messages": len(wanted), "by": "postqueue -i"},
-                )
-            )
-        except EtrnExtError as exc:  # runs in its own thread: nobody else would log it
-            log.error("ETRN %s from %s: targeted flush failed: %s", domain, client_address, exc)
+        settings = self.ctx.settings.etrn
+        if outcome.verdict is Verdict.ALLOW:
+            return OK
+        if outcome.verdict is Verdict.REFUSE:
+            target = outcome.domain.ascii if outcome.domain else request.etrn_domain
+            return settings.refuse_action.format(domain=target)
+        return settings.unregistered_action if outcome.domain else DUNNO
 
     _handlers: Final[Mapping[str, Callable[[PolicyService, PolicyRequest], str]]] = {
         "RCPT": _on_rcpt,
@@ -366,4 +214,4 @@ class PolicyService:
     }
 
     def close(self) -> None:
-        self._flusher.shutdown(wait=True)
+        self.etrn.close()

@@ -18,16 +18,15 @@ import json
 import os
 import pwd
 import shutil
-import smtplib
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from email.message import EmailMessage
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from etrn_ext.testing.loopback import wait_for_port
+from etrn_ext.testing.smtp import send_message
 
 POSTFIX_BINARIES = ("postfix", "postconf", "postqueue", "postsuper", "postmap")
 SBIN = "/usr/sbin"
@@ -278,34 +277,9 @@ class PrivatePostfix:
 
     # --- sending mail -----------------------------------------------------------------
 
-    def send(
-        self,
-        recipients: Iterable[str],
-        *,
-        sender: str = "alice@example.org",
-        subject: str = "test",
-        body: str = "Hello from the test suite.\n",
-        source_address: str | None = None,
-    ) -> str:
+    def send(self, recipients: Sequence[str], **options: str) -> str:
         """Send one message over real SMTP; returns the queue id from the 250 reply."""
-        recipients = list(recipients)
-        message = EmailMessage()
-        message["From"] = sender
-        message["To"] = ", ".join(recipients)
-        message["Subject"] = subject
-        message.set_content(body)
-        source = (source_address, 0) if source_address else None
-        with smtplib.SMTP(self.address, self.port, timeout=30, source_address=source) as client:
-            client.ehlo("client.example.org")
-            client.mail(sender)
-            for recipient in recipients:
-                code, reply = client.rcpt(recipient)
-                if code != 250:
-                    raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-            code, reply = client.data(message.as_bytes())
-        if code != 250:
-            raise smtplib.SMTPDataError(code, reply)
-        return queued_as(reply.decode())
+        return queued_as(send_message(self.address, self.port, recipients, **options))
 
 
 def queued_as(reply: str) -> str:

@@ -15,13 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from etrn_ext.wire.errors import ProtocolError
+
 MAX_LINE_BYTES: Final = 4096
 MAX_BLOCK_BYTES: Final = 65536
 EXPECTED_REQUEST: Final = "smtpd_access_policy"
-
-
-class ProtocolError(ValueError):
-    """The peer does not speak the policy protocol (or breaks its limits)."""
 
 
 @dataclass(frozen=True, slots=True)

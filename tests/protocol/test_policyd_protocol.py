@@ -10,7 +10,7 @@ import pytest
 
 from etrn_ext.config import IndexSettings, MtaSettings, Settings
 from etrn_ext.core.registry import DomainChanges
-from etrn_ext.daemons.policyd import PolicyServer
+from etrn_ext.daemons.policyd import policy_server
 from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
 from etrn_ext.service.domains import add_domain
@@ -25,11 +25,21 @@ def block(**attributes: str) -> bytes:
     return f"{lines}\n".encode()
 
 
+QUEUED = (
+    '{"queue_name": "deferred", "queue_id": "4jcLFD4bWZzBfrY", "arrival_time": 1795900000, '
+    '"message_size": 1234, "sender": "alice@example.org", "recipients": [{"address": "a@site.example"}]}'
+)
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[PolicyService]:
+    # A stand-in postqueue: -j lists one held message (never deferred: in no flush log).
+    postqueue = tmp_path / "postqueue"
+    postqueue.write_text(f"#!/bin/sh\n[ \"$3\" = -j ] && echo '{QUEUED}'\nexit 0\n")
+    postqueue.chmod(0o755)
     settings = Settings(
         index=IndexSettings(url=f"sqlite:///{tmp_path}/index.sqlite"),
-        mta=MtaSettings(postconf="/bin/true", postqueue="/bin/true", node_name="relay.test"),
+        mta=MtaSettings(postconf="/bin/true", postqueue=str(postqueue), node_name="relay.test"),
     )
     ctx = Context(settings, actor="test")
     add_domain(ctx, "site.example", DomainChanges(allow=("192.0.2.0/24",), quota_messages="1"))
@@ -42,7 +52,7 @@ def service(tmp_path: Path) -> Iterator[PolicyService]:
 
 
 async def _converse(service: PolicyService, path: Path, data: bytes) -> bytes:
-    server = PolicyServer(service, config_path=None)
+    server = policy_server(service, config_path=None)
     listener = await asyncio.start_unix_server(server.connection, path=str(path))
     reader, writer = await asyncio.open_unix_connection(str(path))
     writer.write(data)
