@@ -236,6 +236,28 @@ class MilterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SocketmapSettings:
+    """[socketmap]: etrn-socketmap, Sendmail's check_etrn hook."""
+
+    listen: str = setting(
+        "/run/etrn-socketmap/socketmap.sock",
+        "unix socket to listen on (empty: none); sendmail.cf names it in the K line",
+        _absolute_path_or_empty,
+    )
+    listen_tcp: str = setting(
+        "", "also listen on this loopback HOST:PORT (empty: no)", _listen_address
+    )
+    socket_mode: str = setting("0666", "permissions of the unix socket", _octal_mode)
+    map_name: str = setting("etrnpolicy", "the socketmap's name in sendmail.cf", _header_name)
+    registry_refresh_seconds: float = setting(
+        30.0, "how often the registry of domains is re-read from the index", _positive
+    )
+    idle_timeout_seconds: float = setting(
+        600.0, "close a connection that sent no lookup for this long", _positive
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class EtrnSettings:
     """[etrn]: who may ETRN and how often it starts flush work (policyd, socketmap)."""
 
@@ -297,6 +319,7 @@ SECTIONS: Final[Mapping[str, type]] = {
     "mta": MtaSettings,
     "policyd": PolicydSettings,
     "milter": MilterSettings,
+    "socketmap": SocketmapSettings,
     "etrn": EtrnSettings,
     "log": LogSettings,
 }
@@ -310,6 +333,7 @@ class Settings:
     mta: MtaSettings = field(default_factory=MtaSettings)
     policyd: PolicydSettings = field(default_factory=PolicydSettings)
     milter: MilterSettings = field(default_factory=MilterSettings)
+    socketmap: SocketmapSettings = field(default_factory=SocketmapSettings)
     etrn: EtrnSettings = field(default_factory=EtrnSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str | None = None

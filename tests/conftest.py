@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix, postfix_missing
 from etrn_ext.testing.postgres import PrivatePostgres, postgres_missing
+from etrn_ext.testing.sendmail import PrivateSendmail, sendmail_missing
 from etrn_ext.testing.site import SITE_PORT, FakeSite
 
 IN_CI = os.environ.get("CI") == "true"
@@ -247,3 +249,69 @@ def make_milter_relay(
     yield make
     for daemon in daemons:
         daemon.stop()
+
+
+# --- a private Sendmail relay with etrn-milter and etrn-socketmap --------------------------
+
+
+class SendmailRelay:
+    def __init__(
+        self,
+        relay: PrivateSendmail,
+        etrnctl: Etrnctl,
+        milter: DaemonProcess,
+        socketmap: DaemonProcess,
+    ) -> None:
+        self.relay = relay
+        self.etrnctl = etrnctl
+        self.milter = milter
+        self.socketmap = socketmap
+
+
+@pytest.fixture
+def make_sendmail_relay(
+    fake_site: FakeSite, tmp_path: Path
+) -> Iterator[Callable[..., SendmailRelay]]:
+    require(sendmail_missing())
+    made: list[SendmailRelay] = []
+
+    def make(domains: dict[str, tuple[str, ...]], other_routes: dict[str, str]) -> SendmailRelay:
+        run = Path(tempfile.mkdtemp(prefix="etrn-sm-run-"))
+        run.chmod(0o755)
+        relay = PrivateSendmail(
+            address=free_loopback_address((25,)),
+            site_address=fake_site.address,
+            site_port=fake_site.port,
+            domains=list(domains),
+            other_routes=other_routes,
+            milter=f"unix:{run}/milter.sock",
+            socketmap=f"unix:{run}/socketmap.sock",
+        )
+        relay.write_config()
+        config = tmp_path / "sendmail-etrn-ext.toml"
+        config.write_text(
+            f'[index]\nurl = "sqlite:///{tmp_path}/index.sqlite"\n'
+            f'[mta]\nkind = "sendmail"\nsendmail = "{relay.wrapper}"\nsendmail_cf = "{relay.cf}"\n'
+            f'mail_log = "{relay.log}"\nnode_name = "relay.test"\n'
+            f'[milter]\nlisten = "unix:{run}/milter.sock"\nholding_mailers = "etrnhold"\n'
+            f'[socketmap]\nlisten = "{run}/socketmap.sock"\n'
+        )
+        etrnctl = Etrnctl(config)
+        for name, options in domains.items():
+            assert etrnctl("domain", "add", name, *options).exit_code == 0
+        milter = DaemonProcess(
+            "etrn-milter", config, run / "milter.sock", tmp_path / "milter.log"
+        ).start()
+        socketmap = DaemonProcess(
+            "etrn-socketmap", config, run / "socketmap.sock", tmp_path / "socketmap.log"
+        ).start()
+        relay.start()
+        made.append(SendmailRelay(relay, etrnctl, milter, socketmap))
+        return made[-1]
+
+    yield make
+    for setup in made:
+        setup.relay.stop()
+        setup.milter.stop()
+        setup.socketmap.stop()
+        setup.relay.remove()

@@ -56,12 +56,13 @@ def parse_qf(text: str, queue_id: str, queue_name: str, size: int) -> QueueEntry
     return QueueEntry(queue_id, queue_name, arrival, size, sender, tuple(recipients))
 
 
+# Lines as syslog writes them ("... sm-mta[12]: ID: to=...") or bare ("ID: to=...").
 _TO: Final = re.compile(
-    r": (?P<queue_id>[0-9A-Za-x]{14,}): to=(?P<recipients>[^ ]+?),? (?P<rest>.*)$"
+    r"(?:^|: )(?P<queue_id>[0-9A-Za-x]{14,}): to=(?P<recipients>[^ ]+?),? (?P<rest>.*)$"
 )
 _DSN: Final = re.compile(r"dsn=(?P<dsn>[245])\.\d+\.\d+, stat=(?P<stat>.*)$")
 _RETURNED: Final = re.compile(
-    r": (?P<queue_id>[0-9A-Za-x]{14,}): (?:[0-9A-Za-x]+: )?return to sender"
+    r"(?:^|: )(?P<queue_id>[0-9A-Za-x]{14,}): (?:[0-9A-Za-x]+: )?return to sender"
 )
 
 

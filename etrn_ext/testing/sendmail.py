@@ -12,7 +12,8 @@ prints, so the tests check what we ship. Traps handled here (research notes):
 - the unpacked binary is setgid, which makes it ignore LD_LIBRARY_PATH: the private
   copy drops that bit;
 - load-average limits (8 and 12 per CPU) stop a busy 2-core box: set very high;
-- no syslog: ``-D file -d89.8`` writes the log lines to a file.
+- no syslog: ``-D file -d89.8`` (added by the wrapper to every call, daemon and queue
+  runs alike) writes the log lines to the relay's log file.
 """
 
 from __future__ import annotations
@@ -93,12 +94,13 @@ def install(root: Path) -> None:
 
 WRAPPER = """#!/bin/sh
 # etrn-ext test wrapper: the private sendmail in a private mount namespace (FQDN hosts file,
-# no DNS), always with this relay's .cf. etrn-ext's [mta] sendmail points here.
+# no DNS), always with this relay's .cf, logging to its log file (no syslog here:
+# -D file -d89.8 sends syslog lines to the file). etrn-ext's [mta] sendmail points here.
 export LD_LIBRARY_PATH={libs}
 exec unshare -m --propagation private sh -c 'mount --bind "$0/hosts" /etc/hosts &&
   mount --bind "$0/nsswitch.conf" /etc/nsswitch.conf &&
   mount --bind "$0/resolv.conf" /etc/resolv.conf && exec "$@"' \\
-  {etc} {binary} -C {cf} "$@"
+  {etc} {binary} -C {cf} -D {log} -d89.8 "$@"
 """
 
 MC_HEAD = """divert(-1)dnl
@@ -226,7 +228,9 @@ class PrivateSendmail:
         )
         self._write(
             "bin/sendmail",
-            WRAPPER.format(libs=libs, etc=work / "etc", binary=self.root / BINARY, cf=self.cf),
+            WRAPPER.format(
+                libs=libs, etc=work / "etc", binary=self.root / BINARY, cf=self.cf, log=self.log
+            ),
             0o755,
         )
         for table in ("access", "mailertable"):
@@ -243,6 +247,7 @@ class PrivateSendmail:
                     check=True,
                     env={**os.environ, "LD_LIBRARY_PATH": libs},
                 )
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.command("-bi")  # newaliases
 
     def command(
@@ -260,7 +265,7 @@ class PrivateSendmail:
 
     def start(self) -> PrivateSendmail:
         self.write_config()
-        self.command("-bd", "-D", str(self.log), "-d89.8")
+        self.command("-bd")
         wait_for_port(self.address, self.port, timeout=30, banner=b"220")
         return self
 

@@ -1,0 +1,105 @@
+"""etrn-socketmap: Sendmail's check_etrn asks it, over the socketmap protocol, about every ETRN.
+
+Lookups are answered from a worker thread (a decision may need DNS); any failure answers
+PASS, so ETRN works as plain Sendmail's (fail open). SIGTERM and SIGHUP behave as for
+etrn-policyd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Final
+
+from etrn_ext.config import Settings, SocketmapSettings
+from etrn_ext.core.errors import EtrnExtError
+from etrn_ext.core.sendmail_setup import PASS
+from etrn_ext.daemons.serve import (
+    DRAIN_SECONDS,
+    RequestServer,
+    daemon_arguments,
+    exit_on_startup_error,
+    guarded,
+    listening_sockets,
+    reloader,
+    start,
+)
+from etrn_ext.index.writer import BatchWriter
+from etrn_ext.service.context import Context
+from etrn_ext.service.etrn import EtrnHook
+from etrn_ext.service.recording import HeldMailRecorder
+from etrn_ext.service.socketmap import answer_lookup
+from etrn_ext.wire.socketmap import Lookup, NetstringDecoder, found, not_found
+
+PROGRAM: Final = "etrn-socketmap"
+
+log = logging.getLogger(__name__)
+
+
+def socketmap_server(
+    hook: EtrnHook, recorder: HeldMailRecorder, config_path: str | None
+) -> RequestServer[Lookup]:
+    def settings() -> SocketmapSettings:  # read anew: SIGHUP replaces them
+        return hook.ctx.settings.socketmap
+
+    def handle(lookup: Lookup) -> bytes:
+        fallback: str | None = PASS  # fail open: Sendmail's own ETRN
+        value = guarded(
+            lambda: answer_lookup(hook, lookup, settings().map_name), fallback, "ETRN lookup"
+        )
+        return not_found() if value is None else found(value)
+
+    async def answer(lookup: Lookup) -> bytes:
+        return await asyncio.to_thread(handle, lookup)
+
+    def reload(new: Settings) -> None:
+        hook.ctx.settings = new
+        hook.configure(new.etrn)
+        recorder.refresh_registry()
+
+    return RequestServer(
+        name="socketmap",
+        make_decoder=NetstringDecoder,
+        answer=answer,
+        idle_timeout=lambda: settings().idle_timeout_seconds,
+        periodic=recorder.refresh_registry,
+        period=settings().registry_refresh_seconds,
+        reload=reloader(config_path, reload),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = daemon_arguments(PROGRAM, "Sendmail check_etrn hook (socketmap)").parse_args(argv)
+    settings = start(PROGRAM, options)
+    ctx = Context(settings, actor=PROGRAM)
+    try:
+        writer = BatchWriter(
+            ctx.store,
+            max_rows=settings.index.batch_max_rows,
+            queue_limit=settings.index.writer_queue_limit,
+            max_delay=settings.index.batch_max_delay_seconds,
+        ).start()
+        recorder = HeldMailRecorder(ctx, writer)
+        recorder.refresh_registry()
+        hook = EtrnHook(ctx, writer, lambda: recorder.registry)
+        sockets = listening_sockets(
+            settings.socketmap.listen, settings.socketmap.listen_tcp, settings.socketmap.socket_mode
+        )
+    except (EtrnExtError, OSError) as exc:
+        exit_on_startup_error(PROGRAM, exc)
+        return
+    if not sockets:
+        exit_on_startup_error(PROGRAM, OSError("nothing to listen on: set socketmap.listen"))
+    try:
+        asyncio.run(socketmap_server(hook, recorder, options.config).serve(sockets))
+    finally:
+        hook.close()
+        writer.close(timeout=DRAIN_SECONDS * 6)
+        log.info("stopped; index writer: %s", writer.stats)
+        ctx.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

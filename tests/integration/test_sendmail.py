@@ -1,0 +1,131 @@
+"""A real private Sendmail relay with etrn-milter and etrn-socketmap: hold, tag, record, ETRN
+exactly (Sendmail's own ETRN matches substrings), refuse, and fail open."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Callable
+
+from conftest import SendmailRelay
+
+from etrn_ext.testing.loopback import free_loopback_address
+from etrn_ext.testing.site import FakeSite
+
+# Held too, but not registered: Sendmail's substring ETRN for site.test would flush them.
+LOOKALIKES = {"site.testing.org": "etrnhold:[{site}]", "notsite.test": "etrnhold:[{site}]"}
+
+
+def etrn(setup: SendmailRelay, argument: str, source: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    with smtplib.SMTP(
+        setup.relay.address, setup.relay.port, timeout=30, source_address=(source, 0)
+    ) as client:
+        client.ehlo("mx.site.test")
+        code, reply = client.docmd("ETRN", argument)
+    return code, reply.decode(), time.monotonic() - started
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.1)
+    return predicate()
+
+
+def relay_with_mail(
+    make: Callable[..., SendmailRelay], site: FakeSite
+) -> tuple[SendmailRelay, list[str]]:
+    setup = make(
+        {"site.test": ("--allow", f"{site.address}/32")},
+        {name: route.format(site=site.address) for name, route in LOOKALIKES.items()},
+    )
+    ids = [
+        setup.relay.send(["bob@site.test"]),
+        setup.relay.send(["carol@site.test"]),
+        setup.relay.send(["d@site.testing.org", "c@notsite.test"]),
+    ]
+    return setup, ids
+
+
+def test_held_mail_is_tagged_and_recorded(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, ids = relay_with_mail(make_sendmail_relay, fake_site)
+    assert "stat=queued" in setup.relay.log.read_text(errors="replace")
+    qf = next(setup.relay.queue_directory.rglob(f"qf{ids[0]}")).read_text(errors="replace")
+    assert "X-ETRN-Held: site.test; relay=relay.test; queued=" in qf
+    rows = wait_for(lambda: setup.etrnctl.json("list", "site.test"))
+    assert [(r["queue_id"], r["recipient"]) for r in rows] == [  # type: ignore[attr-defined]
+        (ids[0], "bob@site.test"),
+        (ids[1], "carol@site.test"),
+    ]
+    synced = setup.etrnctl.json("sync")
+    assert (synced["messages_scanned"], synced["added"]) == (3, 0)  # the queue files agree
+
+
+def test_etrn_flushes_exactly_the_domain(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, ids = relay_with_mail(make_sendmail_relay, fake_site)
+    code, reply, _ = etrn(setup, "site.test", fake_site.address)
+    assert (code, reply) == (250, "2.0.0 Queuing for node site.test started")
+    assert sorted(fake_site.wait_for_recipients(2, timeout=20)) == [
+        "bob@site.test",
+        "carol@site.test",
+    ]
+    time.sleep(1)
+    assert sorted(fake_site.recipients()) == [
+        "bob@site.test",
+        "carol@site.test",
+    ]  # nothing else moved
+    assert ids[2] in setup.relay.queued_files()
+    audit = wait_for(lambda: setup.etrnctl.json("events", "--kind", "etrn"))
+    assert [(e["outcome"], e["actor"], e["domain"]) for e in audit] == [  # type: ignore[attr-defined]
+        ("allowed", fake_site.address, "site.test")
+    ]
+
+
+def test_refused_client_moves_nothing(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
+    stranger = free_loopback_address((2526,))
+    code, reply, _ = etrn(setup, "site.test", stranger)
+    assert code == 459
+    assert "not allowed to flush site.test" in reply
+    code, reply, _ = etrn(setup, "#etrn", fake_site.address)  # queue-group form: everybody's mail
+    assert code == 459
+    time.sleep(1)
+    assert fake_site.recipients() == []
+    audit = wait_for(lambda: setup.etrnctl.json("events", "--kind", "etrn"))
+    assert [e["outcome"] for e in audit] == ["refused", "refused"]  # type: ignore[attr-defined]
+
+
+def test_flush_wait_is_exact_too(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, ids = relay_with_mail(make_sendmail_relay, fake_site)
+    result = setup.etrnctl("flush", "site.test", "--wait", "20")
+    assert result.exit_code == 0, result.output
+    assert "2 delivered" in result.stdout
+    assert sorted(fake_site.recipients()) == ["bob@site.test", "carol@site.test"]
+    assert set(setup.relay.queued_files()) == {ids[2]}
+
+
+def test_dead_hooks_cost_neither_mail_nor_etrn(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
+    setup.milter.stop(kill=True)
+    setup.socketmap.stop(kill=True)
+    queue_id = setup.relay.send(["late@site.test"])  # accepted, untagged
+    assert "X-ETRN-Held" not in next(setup.relay.queue_directory.rglob(f"qf{queue_id}")).read_text(
+        errors="replace"
+    )
+    code, _reply, seconds = etrn(setup, "site.test", fake_site.address)
+    assert code == 250  # check_etrn's TEMP branch: Sendmail's own ETRN
+    assert seconds < 10
+    assert "late@site.test" in fake_site.wait_for_recipients(5, timeout=20)  # substring run
