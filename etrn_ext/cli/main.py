@@ -125,11 +125,23 @@ def _register_commands() -> None:
     from etrn_ext.cli.config import config
     from etrn_ext.cli.domains import domain
     from etrn_ext.cli.flush import flush
-    from etrn_ext.cli.postfix import doctor, postfix_config
+    from etrn_ext.cli.postfix import doctor, postfix_config, sendmail_config
     from etrn_ext.cli.queue import events, list_, show, summary
     from etrn_ext.cli.sync import sync
 
-    commands = (config, doctor, domain, events, flush, list_, postfix_config, show, summary, sync)
+    commands = (
+        config,
+        doctor,
+        domain,
+        events,
+        flush,
+        list_,
+        postfix_config,
+        sendmail_config,
+        show,
+        summary,
+        sync,
+    )
     for command in commands:
         cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""``etrnctl postfix-config`` and ``etrnctl doctor``: set up and check a Postfix relay."""
+"""``etrnctl postfix-config``, ``sendmail-config`` and ``doctor``: set up and check a relay."""
 
 from __future__ import annotations
 
@@ -37,10 +37,16 @@ def postfix_config(
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def doctor(state: CliState, /, domains: tuple[str, ...], as_json: bool) -> None:
-    """Check the live Postfix for known ETRN traps; exit 1 if any error is found."""
-    from etrn_ext.service.postfix import doctor as run_doctor
+    """Check the live MTA configuration for known ETRN traps; exit 1 if any error is found."""
+    ctx = state.context()
+    if ctx.settings.mta.kind == "sendmail":
+        from etrn_ext.service.sendmail import sendmail_doctor
 
-    findings = run_doctor(state.context(), domains)
+        findings = sendmail_doctor(ctx, domains)
+    else:
+        from etrn_ext.service.postfix import doctor as postfix_doctor
+
+        findings = postfix_doctor(ctx, domains)
     errors = sum(finding.severity == "error" for finding in findings)
     if as_json:
         render.emit_json(
@@ -57,3 +63,14 @@ def doctor(state: CliState, /, domains: tuple[str, ...], as_json: bool) -> None:
         )
     if errors:
         raise click.exceptions.Exit(EX_PROBLEMS_FOUND)
+
+
+@click.command("sendmail-config")
+@click.argument("domains", nargs=-1, metavar="[DOMAIN]...")
+@click.option("--generic", is_flag=True, help="Do not read the live sendmail.cf.")
+@click.pass_obj
+def sendmail_config(state: CliState, /, domains: tuple[str, ...], generic: bool) -> None:
+    """Print the sendmail.mc, mailertable and access lines for DOMAINs (default: all)."""
+    from etrn_ext.service.sendmail import sendmail_config as render_config
+
+    click.echo(render_config(state.context(), domains, live=not generic), nl=False)

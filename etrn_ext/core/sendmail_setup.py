@@ -81,12 +81,12 @@ def mc_lines(setup: SendmailSetup) -> list[str]:
 def mailertable_lines(domains: Sequence[IntermittentDomain], nexthop: str = "") -> list[str]:
     """mailertable entries: each domain (and ``.domain`` for subdomains) to the hold mailer.
 
-    Without a next hop the mailer looks up the domain's MX, preferring the site over
-    this backup MX; give ``[host]`` to name the site's server.
+    Without a next hop the mailer looks up the domain's MX, where the site's server is
+    preferred over this backup MX; give ``[host]`` to name the site's server instead.
     """
-    target = f"{HOLD_MAILER}:{nexthop}" if nexthop else f"{HOLD_MAILER}:%0"
     lines = []
     for domain in domains:
+        target = f"{HOLD_MAILER}:{nexthop or domain.name.ascii}"
         lines.append(f"{domain.name.ascii}\t{target}")
         if domain.include_subdomains:
             lines.append(f".{domain.name.ascii}\t{target}")

@@ -60,7 +60,7 @@ def parse_qf(text: str, queue_id: str, queue_name: str, size: int) -> QueueEntry
 _TO: Final = re.compile(
     r"(?:^|: )(?P<queue_id>[0-9A-Za-x]{14,}): to=(?P<recipients>[^ ]+?),? (?P<rest>.*)$"
 )
-_DSN: Final = re.compile(r"dsn=(?P<dsn>[245])\.\d+\.\d+, stat=(?P<stat>.*)$")
+_DSN: Final = re.compile(r"dsn=(?P<dsn>[245])\.\d+\.\d+,.*?stat=(?P<stat>.*)$")
 _RETURNED: Final = re.compile(
     r"(?:^|: )(?P<queue_id>[0-9A-Za-x]{14,}): (?:[0-9A-Za-x]+: )?return to sender"
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from etrn_ext.core.errors import DomainInUseError, UnknownDomainError
@@ -93,3 +94,16 @@ def list_domains(ctx: Context) -> list[DomainStatus]:
     """All registered domains with their held mail, by name."""
     usage = ctx.store.usage_by_domain()
     return [_status(domain, usage.get(domain.name.ascii)) for domain in ctx.store.list_domains()]
+
+
+def registered_domains(ctx: Context, names: Sequence[str]) -> list[IntermittentDomain]:
+    """The named registered domains, or all of them when no name is given."""
+    if not names:
+        return ctx.store.list_domains()
+    domains = []
+    for name in names:
+        domain = ctx.store.get_domain(parse_domain(name))
+        if domain is None:
+            raise UnknownDomainError(parse_domain(name).ascii)
+        domains.append(domain)
+    return domains

@@ -5,9 +5,6 @@ from __future__ import annotations
 import getpass
 from collections.abc import Sequence
 
-from etrn_ext.core.errors import UnknownDomainError
-from etrn_ext.core.model import IntermittentDomain
-from etrn_ext.core.names import parse_domain
 from etrn_ext.core.postfix_setup import (
     PARAMETERS,
     Finding,
@@ -21,19 +18,7 @@ from etrn_ext.core.postfix_setup import (
 )
 from etrn_ext.mta.postfix import PostfixAdapter
 from etrn_ext.service.context import Context
-
-
-def _domains(ctx: Context, names: Sequence[str]) -> list[IntermittentDomain]:
-    """The named registered domains, or all of them when no name is given."""
-    if not names:
-        return ctx.store.list_domains()
-    domains = []
-    for name in names:
-        domain = ctx.store.get_domain(parse_domain(name))
-        if domain is None:
-            raise UnknownDomainError(parse_domain(name).ascii)
-        domains.append(domain)
-    return domains
+from etrn_ext.service.domains import registered_domains
 
 
 def postfix_config(
@@ -45,7 +30,7 @@ def postfix_config(
     milter: bool = False,
 ) -> str:
     """main.cf/master.cf/map lines for the domains, merged with the live values if asked."""
-    domains = _domains(ctx, names)
+    domains = registered_domains(ctx, names)
     current = PostfixAdapter(ctx.settings.mta).parameters(PARAMETERS) if live else {}
     queue_directory = current.get("queue_directory", "/var/spool/postfix")
     policy = policy_service_name(ctx.settings.policyd.listen, queue_directory) if policyd else None
@@ -59,7 +44,7 @@ def postfix_config(
 
 def doctor(ctx: Context, names: Sequence[str] = (), *, user: str | None = None) -> list[Finding]:
     """Known traps in the live Postfix configuration, for ``user`` (default: who runs it)."""
-    domains = _domains(ctx, names)
+    domains = registered_domains(ctx, names)
     postfix = PostfixAdapter(ctx.settings.mta)
     parameters = postfix.parameters(PARAMETERS)
     classes = split_list(parameters.get("smtpd_restriction_classes", ""))

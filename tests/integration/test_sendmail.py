@@ -129,3 +129,12 @@ def test_dead_hooks_cost_neither_mail_nor_etrn(
     assert code == 250  # check_etrn's TEMP branch: Sendmail's own ETRN
     assert seconds < 10
     assert "late@site.test" in fake_site.wait_for_recipients(5, timeout=20)  # substring run
+
+
+def test_doctor_finds_the_shipped_setup_clean(make_sendmail_relay: Callable[..., SendmailRelay],
+                                              fake_site: FakeSite) -> None:
+    setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
+    result = setup.etrnctl("doctor")
+    assert (result.exit_code, result.stdout) == (0, "doctor: no problems found\n")
+    lines = setup.etrnctl("sendmail-config", "site.test").stdout
+    assert f"QUEUE_GROUP(`etrn', `P={setup.relay.queue_directory}/etrn, I=99d')dnl" in lines

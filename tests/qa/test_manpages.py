@@ -84,3 +84,13 @@ def test_contrib_postfix_lines_match_the_generator() -> None:
     assert contrib.read_text() == render_postfix_config(
         [example], milter_service="unix:private/etrn-milter"
     )
+
+
+def test_contrib_sendmail_lines_match_the_generator() -> None:
+    from etrn_ext.core.model import IntermittentDomain
+    from etrn_ext.core.names import parse_domain
+    from etrn_ext.core.sendmail_setup import render_sendmail_config
+
+    contrib = MAN.parent / "contrib" / "sendmail" / "etrn-relay.mc"
+    example = IntermittentDomain(parse_domain("site.example"), include_subdomains=True)
+    assert contrib.read_text() == render_sendmail_config([example])

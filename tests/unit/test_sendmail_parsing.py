@@ -1,0 +1,148 @@
+"""Sendmail's queue files, log lines and configuration, as etrn-ext reads them."""
+
+from __future__ import annotations
+
+import pytest
+
+from etrn_ext.core.model import DeliveryRecord, IntermittentDomain, Outcome, QueuedRecipient
+from etrn_ext.core.names import parse_domain
+from etrn_ext.core.sendmail_setup import check_sendmail, queue_directories, render_sendmail_config
+from etrn_ext.mta.sendmail import parse_log_line, parse_qf
+
+# The shape of a qf file after a partly failed run (research notes, section 4.2).
+QF = """V8
+T1795894704
+K1795894705
+N1
+P210096
+I254/0/2165008
+MUser unknown
+Fs
+$_relay.lab.test [127.0.0.1]
+S<alice@example.org>
+MDeferred: 451 4.2.1 mailbox tmp1@site.test temporarily unavailable (sink)
+rRFC822; tmp1@site.test
+RPFD:<tmp1@site.test>
+RPFD:<e@site.test>
+H??Received: from client.example.org
+H??X-ETRN-Held: site.test; relay=relay.test; queued=2026-11-28T21:06:40Z
+.
+"""
+
+
+def test_qf_file() -> None:
+    entry = parse_qf(QF, "6ASJcOZb020866", "etrn", 14)
+    assert (entry.queue_id, entry.queue_name, entry.arrival_time, entry.size, entry.sender) == (
+        "6ASJcOZb020866",
+        "etrn",
+        1795894704.0,
+        14,
+        "alice@example.org",
+    )
+    assert entry.recipients == (
+        QueuedRecipient(
+            "tmp1@site.test",
+            "Deferred: 451 4.2.1 mailbox tmp1@site.test temporarily unavailable (sink)",
+        ),
+        QueuedRecipient("e@site.test", ""),
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "records"),
+    [
+        pytest.param(
+            "6ASJUmHX025259: to=<bob@site.test>, delay=00:00:48, xdelay=00:00:00, mailer=etrnsite, pri=120097, "
+            "relay=[127.0.0.22] [127.0.0.22], dsn=2.0.0, stat=Sent (2.0.0 OK sink)",
+            [
+                DeliveryRecord(
+                    "6ASJUmHX025259", "bob@site.test", Outcome.DELIVERED, "Sent (2.0.0 OK sink)"
+                )
+            ],
+            id="sent-bare",
+        ),
+        pytest.param(
+            "Nov 28 19:38:01 relay sm-mta[42]: 6ASJcOZb020866: to=<bad1@site.test>,<bad2@site.test>, delay=00:00:01, "
+            "mailer=etrnsite, dsn=5.1.1, reply=550 5.1.1 no such user, stat=User unknown",
+            [
+                DeliveryRecord("6ASJcOZb020866", "bad1@site.test", Outcome.BOUNCED, "User unknown"),
+                DeliveryRecord("6ASJcOZb020866", "bad2@site.test", Outcome.BOUNCED, "User unknown"),
+            ],
+            id="bounced-syslog-two",
+        ),
+        pytest.param(
+            "6ASJSFcE024475: to=<carol@site.test>, delay=00:00:00, mailer=etrnsite, dsn=4.4.1, "
+            "stat=Deferred: Connection refused by [127.0.0.22]",
+            [],
+            id="deferred-is-not-final",
+        ),
+        pytest.param(
+            "6ASJTgh0025001: to=<bob@site.test>, delay=00:00:00, mailer=etrnsite, stat=queued",
+            [],
+            id="queued",
+        ),
+    ],
+)
+def test_log_lines(line: str, records: list[DeliveryRecord]) -> None:
+    assert parse_log_line(line) == records
+
+
+SITE = [IntermittentDomain(parse_domain("site.test"), include_subdomains=True)]
+GOOD_CF = """O QueueDirectory=/var/spool/mqueue
+O HoldExpensive=True
+O QueueLA=40
+O RefuseLA=60
+Qetrn, P=/var/spool/mqueue/etrn, I=99d
+Metrnhold, P=[IPC], F=mDFMuXae, S=EnvFromSMTP/HdrFromSMTP
+Xetrn-milter, S=unix:/run/etrn-milter/milter.sock, T=S:10s;R:10s;E:30s
+Ketrnpolicy socket -d5 -T<TEMP> unix:/run/etrn-socketmap/socketmap.sock
+"""
+
+
+def test_good_cf_and_its_queue_directories() -> None:
+    assert check_sendmail(GOOD_CF, SITE) == []
+    assert queue_directories(GOOD_CF) == ["/var/spool/mqueue", "/var/spool/mqueue/etrn"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param(("I=99d", "R=0"), "has R=0", id="runners-zero"),
+        pytest.param(
+            ("O HoldExpensive=True", "O HoldExpensive=False"),
+            "HoldExpensive is off",
+            id="not-holding",
+        ),
+        pytest.param(("O QueueLA=40\n", ""), "QueueLA is Sendmail's default", id="load-average"),
+        pytest.param(
+            (
+                "O QueueDirectory",
+                "O HostStatusDirectory=/var/lib/sendmail/host_status\nO QueueDirectory",
+            ),
+            "HostStatusDirectory",
+            id="host-status",
+        ),
+        pytest.param(("T=S:10s", "F=T, T=S:10s"), "F=T or F=R", id="milter-tempfail"),
+        pytest.param(("Ketrnpolicy", "Kotherpolicy"), "no check_etrn socketmap", id="no-socketmap"),
+        pytest.param(
+            ("Qetrn, P=/var/spool/mqueue/etrn, I=99d\n", ""), "no queue group etrn", id="no-group"
+        ),
+        pytest.param(("Metrnhold", "Mesmtp"), "no etrnhold mailer", id="no-mailer"),
+    ],
+)
+def test_each_trap_in_a_cf(change: tuple[str, str], problem: str) -> None:
+    findings = check_sendmail(GOOD_CF.replace(*change), SITE)
+    assert any(problem in finding.problem for finding in findings), findings
+
+
+def test_rendered_lines() -> None:
+    text = render_sendmail_config(SITE)
+    assert "QUEUE_GROUP(`etrn', `P=/var/spool/mqueue/etrn, I=99d')dnl" in text
+    assert (
+        "INPUT_MAIL_FILTER(`etrn-milter', `S=unix:/run/etrn-milter/milter.sock, T=S:10s;R:10s;E:30s')dnl"
+        in text
+    )
+    assert "F=T" not in text.replace("dnl etrn-milter without F=T or F=R", "")
+    assert "site.test\tetrnhold:site.test" in text
+    assert ".site.test\tetrnhold:site.test" in text
+    assert "QGRP:site.test\tetrn" in text
