@@ -61,8 +61,19 @@ install_python_packages() {
     echo "$want" >"$stamp"
 }
 
+fetch_sendmail() {
+    [ -x .cache/sendmail/root/usr/libexec/sendmail/sendmail ] && return
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        say "not root on Debian/Ubuntu: no private Sendmail; its tests will be skipped (or fail with CI=true)"
+        return
+    fi
+    say "downloading Debian's Sendmail packages into .cache/sendmail (unpacked, never installed)"
+    .venv/bin/python -m etrn_ext.testing.sendmail install .cache/sendmail
+}
+
 install_debian_packages
 install_python_packages
+fetch_sendmail
 # Byte-compile the tree: environments with PYTHONDONTWRITEBYTECODE=1 would otherwise
 # compile every module on every start of etrnctl and the daemons.
 .venv/bin/python -m compileall -q etrn_ext

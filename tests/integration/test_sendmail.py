@@ -131,8 +131,9 @@ def test_dead_hooks_cost_neither_mail_nor_etrn(
     assert "late@site.test" in fake_site.wait_for_recipients(5, timeout=20)  # substring run
 
 
-def test_doctor_finds_the_shipped_setup_clean(make_sendmail_relay: Callable[..., SendmailRelay],
-                                              fake_site: FakeSite) -> None:
+def test_doctor_finds_the_shipped_setup_clean(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
     setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
     result = setup.etrnctl("doctor")
     assert (result.exit_code, result.stdout) == (0, "doctor: no problems found\n")
