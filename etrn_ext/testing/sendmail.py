@@ -62,9 +62,12 @@ def install(root: Path) -> None:
     debs = root / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     if not list(debs.glob("sendmail-bin_*.deb")):
-        subprocess.run(
-            ["apt-get", "download", *PACKAGES], cwd=debs, check=True, capture_output=True
-        )
+        download = ["apt-get", "download", *PACKAGES]
+        if subprocess.run(download, cwd=debs, capture_output=True, check=False).returncode != 0:
+            subprocess.run(
+                ["apt-get", "update", "-qq"], check=True, capture_output=True
+            )  # fresh box
+            subprocess.run(download, cwd=debs, check=True, capture_output=True)
     depends = subprocess.run(
         ["dpkg-deb", "-f", str(next(debs.glob("sendmail-bin_*.deb"))), "Depends"],
         check=True,
