@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from typing import ClassVar, Final
 
 import Milter
@@ -22,9 +21,7 @@ import Milter
 from etrn_ext.config import MilterSettings
 from etrn_ext.core.errors import EtrnExtError
 from etrn_ext.core.rules import held_header
-from etrn_ext.daemons.serve import daemon_arguments, exit_on_startup_error, guarded, start
-from etrn_ext.index.writer import BatchWriter
-from etrn_ext.service.context import Context
+from etrn_ext.daemons.serve import daemon_context, exit_on_startup_error, guarded
 from etrn_ext.service.recording import HeldMailRecorder
 
 PROGRAM: Final = "etrn-milter"
@@ -95,53 +92,35 @@ def refresh_forever(recorder: HeldMailRecorder, interval: float, stop: threading
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = daemon_arguments(
-        PROGRAM, "Milter that tags and records mail held for ETRN"
-    ).parse_args(argv)
-    settings = start(PROGRAM, options)
-    ctx = Context(settings, actor=PROGRAM)
-    try:
-        writer = BatchWriter(
-            ctx.store,
-            max_rows=settings.index.batch_max_rows,
-            queue_limit=settings.index.writer_queue_limit,
-            max_delay=settings.index.batch_max_delay_seconds,
+    description = "Milter that tags and records mail held for ETRN"
+    with daemon_context(PROGRAM, description, argv) as daemon:
+        milter = daemon.settings.milter
+        mailers = [name for name in milter.holding_mailers.replace(",", " ").split() if name]
+        recorder = HeldMailRecorder(daemon.ctx, daemon.writer, holding_mailers=mailers)
+        try:
+            recorder.refresh_registry()
+        except EtrnExtError as exc:
+            exit_on_startup_error(PROGRAM, exc)
+        EtrnMilter.recorder = recorder
+        EtrnMilter.settings = milter
+        stop = threading.Event()
+        threading.Thread(
+            target=refresh_forever,
+            args=(recorder, milter.registry_refresh_seconds, stop),
+            name="etrn-registry",
+            daemon=True,
         ).start()
-        mailers = [
-            name for name in settings.milter.holding_mailers.replace(",", " ").split() if name
-        ]
-        recorder = HeldMailRecorder(ctx, writer, holding_mailers=mailers)
-        recorder.refresh_registry()
-    except EtrnExtError as exc:
-        exit_on_startup_error(PROGRAM, exc)
-        return
-    EtrnMilter.recorder = recorder
-    EtrnMilter.settings = settings.milter
-    stop = threading.Event()
-    refresher = threading.Thread(
-        target=refresh_forever,
-        args=(recorder, settings.milter.registry_refresh_seconds, stop),
-        name="etrn-registry",
-        daemon=True,
-    )
-    refresher.start()
-    Milter.factory = EtrnMilter
-    Milter.set_flags(Milter.ADDHDRS if settings.milter.add_header else 0)
-    Milter.set_exception_policy(Milter.ACCEPT)
-    os.umask(0o777 & ~int(settings.milter.socket_mode, 8))  # libmilter creates the socket
-    log.info("ready on %s", settings.milter.listen)
-    try:
-        Milter.runmilter(PROGRAM, settings.milter.listen, int(settings.milter.timeout_seconds))
-    except Milter.milter.error as exc:
-        exit_on_startup_error(PROGRAM, OSError(f"libmilter: {exc}"))
-    finally:
-        stop.set()
-        started = time.monotonic()
-        writer.close(timeout=30)
-        log.info(
-            "stopped; index writer: %s (%.1fs to drain)", writer.stats, time.monotonic() - started
-        )
-        ctx.close()
+        Milter.factory = EtrnMilter
+        Milter.set_flags(Milter.ADDHDRS if milter.add_header else 0)
+        Milter.set_exception_policy(Milter.ACCEPT)
+        os.umask(0o777 & ~int(milter.socket_mode, 8))  # libmilter creates the socket
+        log.info("ready on %s", milter.listen)
+        try:
+            Milter.runmilter(PROGRAM, milter.listen, int(milter.timeout_seconds))
+        except Milter.milter.error as exc:
+            exit_on_startup_error(PROGRAM, OSError(f"libmilter: {exc}"))
+        finally:
+            stop.set()
 
 
 if __name__ == "__main__":

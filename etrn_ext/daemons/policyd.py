@@ -16,17 +16,13 @@ from typing import Final
 from etrn_ext.config import PolicydSettings
 from etrn_ext.core.errors import EtrnExtError
 from etrn_ext.daemons.serve import (
-    DRAIN_SECONDS,
     RequestServer,
-    daemon_arguments,
+    daemon_context,
     exit_on_startup_error,
     guarded,
     listening_sockets,
     reloader,
-    start,
 )
-from etrn_ext.index.writer import BatchWriter
-from etrn_ext.service.context import Context
 from etrn_ext.service.policy import PolicyService
 from etrn_ext.wire.policy import PolicyDecoder, PolicyRequest, format_action
 
@@ -70,36 +66,20 @@ def policy_server(service: PolicyService, config_path: str | None) -> RequestSer
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = daemon_arguments(
-        PROGRAM, "Postfix policy daemon for intermittent domains"
-    ).parse_args(argv)
-    settings = start(PROGRAM, options)
-    ctx = Context(settings, actor=PROGRAM)
-    try:
-        writer = BatchWriter(
-            ctx.store,
-            max_rows=settings.index.batch_max_rows,
-            queue_limit=settings.index.writer_queue_limit,
-            max_delay=settings.index.batch_max_delay_seconds,
-        ).start()
-        service = PolicyService(ctx, writer)
-        sockets = listening_sockets(
-            settings.policyd.listen, settings.policyd.listen_tcp, settings.policyd.socket_mode
-        )
-    except (EtrnExtError, OSError) as exc:
-        exit_on_startup_error(PROGRAM, exc)
-        return
-    if not sockets:
-        exit_on_startup_error(
-            PROGRAM, OSError("nothing to listen on: set policyd.listen or listen_tcp")
-        )
-    try:
-        asyncio.run(policy_server(service, options.config).serve(sockets))
-    finally:
-        service.close()
-        writer.close(timeout=DRAIN_SECONDS * 6)
-        log.info("stopped; index writer: %s", writer.stats)
-        ctx.close()
+    description = "Postfix policy daemon for intermittent domains"
+    with daemon_context(PROGRAM, description, argv) as daemon:
+        policyd = daemon.settings.policyd
+        try:
+            service = PolicyService(daemon.ctx, daemon.writer)
+            sockets = listening_sockets(policyd.listen, policyd.listen_tcp, policyd.socket_mode)
+        except (EtrnExtError, OSError) as exc:
+            exit_on_startup_error(PROGRAM, exc)
+        if not sockets:
+            exit_on_startup_error(PROGRAM, OSError("nothing to listen on: set policyd.listen"))
+        try:
+            asyncio.run(policy_server(service, daemon.config_path).serve(sockets))
+        finally:
+            service.close()
     sys.exit(0)
 
 

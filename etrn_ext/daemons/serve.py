@@ -16,12 +16,16 @@ import socket
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Generic, Protocol, TypeVar, cast
+from typing import Final, Generic, NoReturn, Protocol, TypeVar, cast
 
 from etrn_ext.config import Settings, load_settings
 from etrn_ext.core.errors import ConfigError, EtrnExtError
+from etrn_ext.index.writer import BatchWriter
 from etrn_ext.log import setup_logging
+from etrn_ext.service.context import Context
 from etrn_ext.wire.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -112,10 +116,48 @@ def start(program: str, options: argparse.Namespace) -> Settings:
     return settings
 
 
-def exit_on_startup_error(program: str, error: EtrnExtError | OSError) -> None:
+def exit_on_startup_error(program: str, error: EtrnExtError | OSError) -> NoReturn:
     log.error("cannot start: %s", error)
     print(f"{program}: cannot start: {error}", file=sys.stderr)
     sys.exit(EX_UNAVAILABLE)
+
+
+@contextmanager
+def daemon_context(program: str, description: str, argv: list[str] | None) -> Iterator[Daemon]:
+    """Parse the options, load the settings, open the index and start the batched writer;
+    on leaving, commit pending writes and close the index. Start-up failures exit 69/78."""
+    options = daemon_arguments(program, description).parse_args(argv)
+    settings = start(program, options)
+    ctx = Context(settings, actor=program)
+    try:
+        writer = BatchWriter(
+            ctx.store,
+            max_rows=settings.index.batch_max_rows,
+            queue_limit=settings.index.writer_queue_limit,
+            max_delay=settings.index.batch_max_delay_seconds,
+        ).start()
+    except EtrnExtError as exc:
+        exit_on_startup_error(program, exc)
+    try:
+        yield Daemon(program, options.config, ctx, writer)
+    finally:
+        writer.close(timeout=DRAIN_SECONDS * 6)
+        log.info("stopped; index writer: %s", writer.stats)
+        ctx.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """What a daemon's main works with."""
+
+    program: str
+    config_path: str | None
+    ctx: Context
+    writer: BatchWriter
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
 
 
 RequestT_co = TypeVar("RequestT_co", covariant=True)

@@ -16,17 +16,13 @@ from etrn_ext.config import Settings, SocketmapSettings
 from etrn_ext.core.errors import EtrnExtError
 from etrn_ext.core.sendmail_setup import PASS
 from etrn_ext.daemons.serve import (
-    DRAIN_SECONDS,
     RequestServer,
-    daemon_arguments,
+    daemon_context,
     exit_on_startup_error,
     guarded,
     listening_sockets,
     reloader,
-    start,
 )
-from etrn_ext.index.writer import BatchWriter
-from etrn_ext.service.context import Context
 from etrn_ext.service.etrn import EtrnHook
 from etrn_ext.service.recording import HeldMailRecorder
 from etrn_ext.service.socketmap import answer_lookup
@@ -70,34 +66,23 @@ def socketmap_server(
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = daemon_arguments(PROGRAM, "Sendmail check_etrn hook (socketmap)").parse_args(argv)
-    settings = start(PROGRAM, options)
-    ctx = Context(settings, actor=PROGRAM)
-    try:
-        writer = BatchWriter(
-            ctx.store,
-            max_rows=settings.index.batch_max_rows,
-            queue_limit=settings.index.writer_queue_limit,
-            max_delay=settings.index.batch_max_delay_seconds,
-        ).start()
-        recorder = HeldMailRecorder(ctx, writer)
-        recorder.refresh_registry()
-        hook = EtrnHook(ctx, writer, lambda: recorder.registry)
-        sockets = listening_sockets(
-            settings.socketmap.listen, settings.socketmap.listen_tcp, settings.socketmap.socket_mode
-        )
-    except (EtrnExtError, OSError) as exc:
-        exit_on_startup_error(PROGRAM, exc)
-        return
-    if not sockets:
-        exit_on_startup_error(PROGRAM, OSError("nothing to listen on: set socketmap.listen"))
-    try:
-        asyncio.run(socketmap_server(hook, recorder, options.config).serve(sockets))
-    finally:
-        hook.close()
-        writer.close(timeout=DRAIN_SECONDS * 6)
-        log.info("stopped; index writer: %s", writer.stats)
-        ctx.close()
+    with daemon_context(PROGRAM, "Sendmail check_etrn hook (socketmap)", argv) as daemon:
+        socketmap = daemon.settings.socketmap
+        try:
+            recorder = HeldMailRecorder(daemon.ctx, daemon.writer)
+            recorder.refresh_registry()
+            hook = EtrnHook(daemon.ctx, daemon.writer, lambda: recorder.registry)
+            sockets = listening_sockets(
+                socketmap.listen, socketmap.listen_tcp, socketmap.socket_mode
+            )
+        except (EtrnExtError, OSError) as exc:
+            exit_on_startup_error(PROGRAM, exc)
+        if not sockets:
+            exit_on_startup_error(PROGRAM, OSError("nothing to listen on: set socketmap.listen"))
+        try:
+            asyncio.run(socketmap_server(hook, recorder, daemon.config_path).serve(sockets))
+        finally:
+            hook.close()
     sys.exit(0)
 
 
