@@ -209,6 +209,17 @@ def test_a_credentials_file_others_can_read_is_refused(
     assert relay.seen == []
 
 
+def test_a_missing_ca_file_is_a_config_error(
+    make_etrn_relay: MakeRelay, etrnctl: Etrnctl, tmp_path: Path
+) -> None:
+    relay = make_etrn_relay()
+    missing = tmp_path / "no-ca.pem"
+    result = etrnctl("trigger", "site.example", "--relay", at(relay), "--ca-file", str(missing))
+    assert result.exit_code == EX_CONFIG
+    assert f"site.tls_ca_file: cannot load {missing}" in result.stderr
+    assert relay.seen == []
+
+
 def test_a_queue_needs_a_named_relay(etrnctl: Etrnctl) -> None:
     result = etrnctl("trigger", "#site")
     assert result.exit_code == EX_DATAERR
