@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from etrn_ext.core.errors import ConfigError, InvalidDomainError
+from etrn_ext.core.errors import ConfigError, InvalidDomainError, InvalidInputError
 from etrn_ext.core.names import parse_domain
+from etrn_ext.core.trigger import TlsPolicy, parse_relay, parse_relays, parse_targets
 
 DEFAULT_CONFIG_PATH: Final = "/etc/etrn-ext/etrn-ext.toml"
 CONFIG_ENV: Final = "ETRN_EXT_CONFIG"
@@ -314,6 +315,87 @@ class LogSettings:
     )
 
 
+def _problem_of(parse: Callable[[str], object]) -> Check:
+    def check(value: str) -> str | None:
+        try:
+            parse(value)
+        except InvalidInputError as exc:
+            return f"{exc.value!r}: {exc.reason}"
+        return None
+
+    return check
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
+
+
+def _host_names(text: str) -> None:
+    for name in re.split(r"[\s,]+", text.strip()):
+        if name:
+            parse_domain(name)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    """[site]: etrnctl trigger, run on the intermittent site to make its relays send its mail."""
+
+    domains: str = setting(
+        "",
+        "what trigger --all asks for: domains, @domain (with subdomains) or #queue, by commas",
+        _problem_of(parse_targets),
+    )
+    relays: str = setting(
+        "",
+        "relays to ask, HOST[:PORT] separated by commas (empty: each domain's MX hosts)",
+        _problem_of(parse_relays),
+    )
+    smtp_port: int = setting(25, "port of relays named without one and of MX hosts", _port)
+    helo_name: str = setting(
+        "", "name sent with EHLO (empty: this host's fully qualified name)", _node_name
+    )
+    self_names: str = setting(
+        "",
+        "more names of this host, separated by commas: MX hosts so named are not relays",
+        _problem_of(_host_names),
+    )
+    tls: str = setting(
+        "opportunistic",
+        "STARTTLS: required, opportunistic (when the relay offers it) or off",
+        _one_of(*TlsPolicy),
+    )
+    tls_verify: bool = setting(True, "verify the relay's certificate and name when TLS is used")
+    tls_ca_file: str = setting(
+        "", "CA certificates to verify relays with (empty: the system's)", _absolute_path_or_empty
+    )
+    auth_file: str = setting(
+        "",
+        "SASL credentials, lines 'RELAY USER:PASSWORD', mode 0600 (empty: no AUTH)",
+        _absolute_path_or_empty,
+    )
+    timeout_seconds: float = setting(
+        30.0, "connecting and each SMTP reply give up after this", _positive
+    )
+    deadline_seconds: float = setting(
+        300.0, "no new try starts after this; temporary failures are retried until then", _positive
+    )
+    retry_initial_seconds: float = setting(
+        5.0, "the first wait before a retry; each later wait doubles, with jitter", _positive
+    )
+    retry_max_seconds: float = setting(60.0, "the longest wait between retries", _positive)
+    dns_timeout_seconds: float = setting(
+        5.0, "a DNS lookup of MX and address records gives up after this", _positive
+    )
+    local_smtp: str = setting(
+        "127.0.0.1:25",
+        "the local MTA's HOST:PORT, which --wait-local waits for",
+        _problem_of(parse_relay),
+    )
+    local_wait_seconds: float = setting(
+        120.0, "the longest --wait-local waits for the local MTA", _positive
+    )
+
+
 SECTIONS: Final[Mapping[str, type]] = {
     "index": IndexSettings,
     "mta": MtaSettings,
@@ -322,6 +404,7 @@ SECTIONS: Final[Mapping[str, type]] = {
     "socketmap": SocketmapSettings,
     "etrn": EtrnSettings,
     "log": LogSettings,
+    "site": SiteSettings,
 }
 
 
@@ -336,6 +419,7 @@ class Settings:
     socketmap: SocketmapSettings = field(default_factory=SocketmapSettings)
     etrn: EtrnSettings = field(default_factory=EtrnSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
     source: str | None = None
     explicit: frozenset[str] = frozenset()
 

@@ -14,17 +14,20 @@ import pytest
 from click.testing import CliRunner, Result
 
 from etrn_ext.cli.main import cli
-from etrn_ext.config import IndexSettings
+from etrn_ext.config import IndexSettings, parse_settings
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
 from etrn_ext.core.postfix_setup import milter_main_cf, policyd_main_cf, recipient_map_lines
 from etrn_ext.index.store import IndexStore
+from etrn_ext.service.context import Context
 from etrn_ext.testing.daemons import DaemonProcess
-from etrn_ext.testing.loopback import free_loopback_address
+from etrn_ext.testing.loopback import free_loopback_address, free_port
 from etrn_ext.testing.postfix import PrivatePostfix, postfix_missing
 from etrn_ext.testing.postgres import PrivatePostgres, postgres_missing
+from etrn_ext.testing.relay import EtrnRelay
 from etrn_ext.testing.sendmail import PrivateSendmail, sendmail_missing
 from etrn_ext.testing.site import SITE_PORT, FakeSite
+from etrn_ext.testing.tls import TestCa
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -315,3 +318,63 @@ def make_sendmail_relay(
         setup.milter.stop()
         setup.socketmap.stop()
         setup.relay.remove()
+
+
+# --- the site's side: fake relays with a test CA -------------------------------------------
+
+ETRN_RELAY_PORT = 2525
+
+
+@pytest.fixture
+def test_ca(tmp_path: Path) -> TestCa:
+    return TestCa(tmp_path)
+
+
+@pytest.fixture
+def make_etrn_relay(test_ca: TestCa) -> Iterator[Callable[..., EtrnRelay]]:
+    """Start fake relays (``testing.EtrnRelay``) for this test; ``tls=True`` gives a CA cert."""
+    started: list[EtrnRelay] = []
+
+    def make(*, tls: bool = False, address: str | None = None, **options: Any) -> EtrnRelay:
+        if address is None:
+            address = free_loopback_address((ETRN_RELAY_PORT,))
+            port = ETRN_RELAY_PORT
+        else:
+            port = free_port(address)
+        context = test_ca.server_context(["relay.test"], [address]) if tls else None
+        relay = EtrnRelay(address, port, tls_context=context, **options).start()
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def site_context(tmp_path: Path) -> Iterator[Callable[..., Context]]:
+    """A service context for the site, with quick timeouts; ``[site]`` keys as keywords."""
+    opened: list[Context] = []
+
+    def make(**site: Any) -> Context:
+        settings = parse_settings(
+            {
+                "index": {"url": f"sqlite:///{tmp_path}/site.sqlite"},
+                "mta": {"node_name": "mx.site.test"},
+                "site": {
+                    "helo_name": "mx.site.test",
+                    "timeout_seconds": 2.0,
+                    "deadline_seconds": 1.0,
+                    "retry_initial_seconds": 0.05,
+                    "retry_max_seconds": 0.2,
+                    **site,
+                },
+            }
+        )
+        context = Context(settings, actor="test")
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        context.close()

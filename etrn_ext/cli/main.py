@@ -7,6 +7,7 @@ when it runs, so ``etrnctl --help`` starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 import click
@@ -19,6 +20,7 @@ from etrn_ext.core.errors import (
     EtrnExtError,
     IndexUnavailableError,
     InvalidInputError,
+    LocalMtaUnavailableError,
     MtaCommandError,
     SchemaVersionError,
     UnknownDomainError,
@@ -34,10 +36,12 @@ PROGRAM: Final = "etrnctl"
 # sysexits(3) codes; documented in etrnctl(1) under EXIT STATUS. First match wins.
 EX_DATAERR: Final = 65
 EX_NOINPUT: Final = 66
+EX_NOHOST: Final = 68
 EX_UNAVAILABLE: Final = 69
 EX_SOFTWARE: Final = 70
 EX_CANTCREAT: Final = 73
 EX_TEMPFAIL: Final = 75
+EX_NOPERM: Final = 77
 EX_CONFIG: Final = 78
 
 EXIT_CODES: Final[tuple[tuple[type[EtrnExtError], int], ...]] = (
@@ -50,7 +54,16 @@ EXIT_CODES: Final[tuple[tuple[type[EtrnExtError], int], ...]] = (
     (DomainExistsError, EX_CANTCREAT),
     (MtaCommandError, EX_UNAVAILABLE),
     (IndexUnavailableError, EX_TEMPFAIL),
+    (LocalMtaUnavailableError, EX_TEMPFAIL),
 )
+
+# How ``etrnctl trigger`` ended (``core.trigger.Summary`` values), when no error above applies.
+TRIGGER_EXIT_CODES: Final[Mapping[str, int]] = {
+    "flushed": 0,
+    "partial": EX_TEMPFAIL,
+    "refused": EX_NOPERM,
+    "unreachable": EX_NOHOST,
+}
 
 
 def exit_code_for(error: EtrnExtError) -> int:
@@ -128,6 +141,7 @@ def _register_commands() -> None:
     from etrn_ext.cli.postfix import doctor, postfix_config, sendmail_config
     from etrn_ext.cli.queue import events, list_, show, summary
     from etrn_ext.cli.sync import sync
+    from etrn_ext.cli.trigger import trigger
 
     commands = (
         config,
@@ -141,6 +155,7 @@ def _register_commands() -> None:
         show,
         summary,
         sync,
+        trigger,
     )
     for command in commands:
         cli.add_command(command)

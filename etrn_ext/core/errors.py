@@ -114,3 +114,15 @@ class MtaCommandError(EtrnExtError):
         self.stderr = stderr
         detail = f" (exit {returncode})" if returncode is not None else ""
         super().__init__(f"{argv[0] if argv else '?'}: {reason}{detail}")
+
+
+class LocalMtaUnavailableError(EtrnExtError):
+    """``trigger --wait-local``: the local MTA did not accept connections in time."""
+
+    def __init__(self, address: str, waited_seconds: float) -> None:
+        self.address = address
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"the local MTA at {address} did not greet within {waited_seconds:g}s; "
+            "not asking the relays for mail it could not accept"
+        )

@@ -1,6 +1,6 @@
 """Tables of the index and the versioned, in-place schema upgrade.
 
-We use a small migration runner rather than Alembic: the schema is four tables, the
+We use a small migration runner rather than Alembic: the schema is a few tables, the
 programs must start fast (Alembic's import alone costs more than our CLI budget), and
 every upgrade step has to run unattended from a daemon or ``etrnctl`` on SQLite and
 PostgreSQL alike. A fresh index is created from the current tables and stamped with
@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from etrn_ext.core.errors import SchemaVersionError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # Pending rows are selected with this literal condition everywhere, so that the
 # partial index below matches the queries (SQLite cannot match bound parameters).
@@ -115,10 +115,34 @@ state = Table(
     Column("value", JSON, nullable=False),
 )
 
+# On the site: what each relay last said to etrnctl trigger (schema version 2).
+triggers = Table(
+    "etrn_triggers",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("node", String(253), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("relay", String(300), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("code", Integer),
+    Column("reply", Text, nullable=False),
+    Column("pending_messages", Integer),
+    Column("attempts", Integer, nullable=False),
+    Column("encrypted", Boolean, nullable=False),
+    Index("ix_etrn_triggers_pair", "node", "target", "relay"),
+)
+
 Upgrade = Callable[[Connection], None]
 
+
+def _add_triggers(connection: Connection) -> None:
+    triggers.create(connection, checkfirst=True)
+
+
 # UPGRADES[n] turns a version n-1 index into version n.
-UPGRADES: Final[Mapping[int, Upgrade]] = {}
+UPGRADES: Final[Mapping[int, Upgrade]] = {2: _add_triggers}
 
 
 def current_version(connection: Connection) -> int | None:

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Row, bindparam, delete, func, select, update
+from sqlalchemy import Engine, Row, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from etrn_ext.config import IndexSettings
@@ -29,9 +29,18 @@ from etrn_ext.core.model import (
 )
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import clients_from_texts
+from etrn_ext.core.trigger import NOT_REACHED, SUCCESS, Status, TriggerHistory, TriggerOutcome
 from etrn_ext.index.engine import make_engine
 from etrn_ext.index.rows import HELD_COLUMNS, HeldValues, held_values
-from etrn_ext.index.schema import PENDING_CONDITION, domains, ensure_schema, events, held, state
+from etrn_ext.index.schema import (
+    PENDING_CONDITION,
+    domains,
+    ensure_schema,
+    events,
+    held,
+    state,
+    triggers,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -394,3 +403,68 @@ class IndexStore:
             query = query.where(events.c.kind.in_(sorted(kind.value for kind in kinds)))
         with self.engine.connect() as connection:
             return [_event_from_row(row) for row in connection.execute(query)]
+
+    # --- the site's trigger history -----------------------------------------------------
+
+    @_reports_database_errors
+    def record_triggers(self, node: str, outcomes: Sequence[TriggerOutcome]) -> None:
+        if not outcomes:
+            return
+        rows = [
+            {
+                "at": outcome.at,
+                "node": node,
+                "target": outcome.target,
+                "relay": outcome.relay,
+                "address": outcome.address,
+                "status": outcome.status.value,
+                "code": outcome.code,
+                "reply": outcome.reply,
+                "pending_messages": outcome.pending_messages,
+                "attempts": outcome.attempts,
+                "encrypted": outcome.encrypted,
+            }
+            for outcome in outcomes
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(triggers.insert(), rows)
+
+    @_reports_database_errors
+    def trigger_history(self, node: str, targets: Sequence[str] = ()) -> list[TriggerHistory]:
+        """Per (target, relay): the last outcome, and when the relay last answered and flushed."""
+        status = triggers.c.status
+        reached = [s.value for s in NOT_REACHED]
+        flushed = [s.value for s in SUCCESS]
+        per_pair = select(
+            func.max(triggers.c.id).label("last_id"),
+            func.max(case((status.not_in(reached), triggers.c.at))).label("reached_at"),
+            func.max(case((status.in_(flushed), triggers.c.at))).label("flushed_at"),
+        ).where(triggers.c.node == node)
+        if targets:
+            per_pair = per_pair.where(triggers.c.target.in_(list(targets)))
+        pairs = per_pair.group_by(triggers.c.target, triggers.c.relay).subquery()
+        query = (
+            select(triggers, pairs.c.reached_at, pairs.c.flushed_at)
+            .join(pairs, triggers.c.id == pairs.c.last_id)
+            .order_by(triggers.c.target, triggers.c.relay)
+        )
+        with self.engine.connect() as connection:
+            return [
+                TriggerHistory(_outcome_from_row(row), row.reached_at, row.flushed_at)
+                for row in connection.execute(query)
+            ]
+
+
+def _outcome_from_row(row: Row[Any]) -> TriggerOutcome:
+    return TriggerOutcome(
+        target=row.target,
+        relay=row.relay,
+        status=Status(row.status),
+        reply=row.reply,
+        at=row.at,
+        address=row.address,
+        code=row.code,
+        pending_messages=row.pending_messages,
+        attempts=row.attempts,
+        encrypted=row.encrypted,
+    )

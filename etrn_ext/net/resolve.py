@@ -2,7 +2,8 @@
 
 A failed lookup (timeout, NXDOMAIN, SERVFAIL) yields no addresses: an allow rule that
 needs DNS then simply does not match. Failures are cached for a shorter time than
-answers so that a DNS outage does not stick.
+answers so that a DNS outage does not stick. ``mx_lookup`` also says why a lookup
+failed, and whether that may pass, for ``etrnctl trigger`` on the site.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import dns.exception
 import dns.resolver
@@ -21,6 +23,46 @@ from etrn_ext.core.policy import DnsFacts, IPAddress, parse_address
 log = logging.getLogger(__name__)
 
 FAILURE_CACHE_FRACTION = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One answer: the records as text, or why there are none (``temporary``: try again)."""
+
+    values: tuple[str, ...] = ()
+    problem: str = ""
+    temporary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MxLookup:
+    """A domain's MX hosts as (preference, host), best first, or why there are none."""
+
+    hosts: tuple[tuple[int, str], ...] = ()
+    problem: str = ""
+    temporary: bool = False
+
+
+def _system_resolver() -> dns.resolver.Resolver:
+    """The servers in /etc/resolv.conf; none yet (a ppp link writes it when it comes up)
+    means every lookup fails as temporary rather than the program failing to start."""
+    try:
+        return dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration as exc:
+        log.debug("no DNS servers configured: %s", exc)
+        return dns.resolver.Resolver(configure=False)
+
+
+def _failure(exc: dns.exception.DNSException | OSError) -> Lookup:
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return Lookup(problem="NXDOMAIN (no such domain)")
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return Lookup()
+    if isinstance(exc, dns.resolver.NoNameservers) and "SERVFAIL" in str(exc):
+        return Lookup(problem="SERVFAIL from the name server", temporary=True)
+    if isinstance(exc, dns.exception.Timeout):
+        return Lookup(problem="DNS timeout", temporary=True)
+    return Lookup(problem=f"DNS failure: {exc}", temporary=True)
 
 
 class CachingResolver:
@@ -34,14 +76,14 @@ class CachingResolver:
         resolver: dns.resolver.Resolver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._resolver = resolver or dns.resolver.Resolver()
+        self._resolver = resolver or _system_resolver()
         self._resolver.lifetime = timeout
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, Lookup]] = {}
         self._lock = threading.Lock()
 
-    def _query(self, name: str, rdtype: str) -> tuple[str, ...]:
+    def _query(self, name: str, rdtype: str) -> Lookup:
         key = (name, rdtype)
         now = self._clock()
         with self._lock:
@@ -50,34 +92,36 @@ class CachingResolver:
                 return cached[1]
         try:
             answer = self._resolver.resolve(name, rdtype, search=False)
-            values = tuple(sorted(rdata.to_text() for rdata in answer))
+            lookup = Lookup(tuple(sorted(rdata.to_text() for rdata in answer)))
             expires = now + self._cache_seconds
         except (dns.exception.DNSException, OSError) as exc:
             log.debug("DNS %s %s failed: %s", name, rdtype, exc)
-            values = ()
+            lookup = _failure(exc)
             expires = now + self._cache_seconds * FAILURE_CACHE_FRACTION
         with self._lock:
-            self._cache[key] = (expires, values)
-        return values
+            self._cache[key] = (expires, lookup)
+        return lookup
 
     def addresses(self, host: str) -> frozenset[IPAddress]:
         """The IPv4 and IPv6 addresses of ``host``."""
         found = set()
         for rdtype in ("A", "AAAA"):
-            for text in self._query(host, rdtype):
+            for text in self._query(host, rdtype).values:
                 address = parse_address(text)
                 if address is not None:
                     found.add(address)
         return frozenset(found)
 
-    def mx_hosts(self, domain: str) -> list[tuple[int, str]]:
-        """The domain's MX hosts as (preference, host), best first."""
+    def mx_lookup(self, domain: str) -> MxLookup:
+        """The domain's MX hosts, best first; a null MX (RFC 7505) gives none."""
+        lookup = self._query(domain, "MX")
         hosts = []
-        for text in self._query(domain, "MX"):
+        for text in lookup.values:
             preference, _, exchange = text.partition(" ")
-            if preference.isdigit() and exchange:
-                hosts.append((int(preference), exchange.rstrip(".").lower()))
-        return sorted(hosts)
+            host = exchange.rstrip(".").lower()
+            if preference.isdigit() and host:
+                hosts.append((int(preference), host))
+        return MxLookup(tuple(sorted(hosts)), lookup.problem, lookup.temporary)
 
     def facts_for(self, domain: IntermittentDomain) -> DnsFacts:
         """Everything DNS can tell about the domain's allow rules."""
@@ -86,7 +130,7 @@ class CachingResolver:
         if domain.clients.mx:
             name = domain.name.ascii
             found = set(self.addresses(name))
-            for _preference, host in self.mx_hosts(name):
+            for _preference, host in self.mx_lookup(name).hosts:
                 found |= self.addresses(host)
             mx_addresses = frozenset(found)
         return DnsFacts(host_addresses, mx_addresses)

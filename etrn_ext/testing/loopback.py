@@ -35,6 +35,15 @@ def free_loopback_address(ports: Sequence[int] = (25,), *, attempts: int = 50) -
     raise RuntimeError(f"no free loopback address for ports {list(ports)} after {attempts} tries")
 
 
+def free_port(address: str) -> int:
+    """A TCP port free on ``address`` right now (for ``::1``, which is one address only)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def wait_for_port(address: str, port: int, *, timeout: float, banner: bytes = b"") -> None:
     """Poll until a TCP server accepts (and, if given, greets with ``banner``); never just sleep."""
     deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from etrn_ext.core.errors import (
 from etrn_ext.core.model import Event, EventKind, HeldRecipient, HeldState
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import DomainChanges, new_domain
+from etrn_ext.core.trigger import Status, TriggerOutcome
 from etrn_ext.index.engine import make_engine
 from etrn_ext.index.schema import SCHEMA_VERSION, current_version, ensure_schema
 from etrn_ext.index.store import IndexStore
@@ -206,6 +207,63 @@ def test_upgrade_steps_run_in_order(index_url: str) -> None:
     with pytest.raises(SchemaVersionError, match="newer than this etrn-ext"):
         ensure_schema(engine)
     engine.dispose()
+
+
+def test_a_version_1_index_gains_the_trigger_history(index_url: str) -> None:
+    engine = make_engine(IndexSettings(url=index_url))
+    ensure_schema(engine, target=1, upgrades={})
+    with engine.begin() as connection:  # as etrn-ext 1 left it: no trigger table
+        connection.execute(text("DROP TABLE etrn_triggers"))
+    assert ensure_schema(engine) == 1
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION == 2
+        assert "etrn_triggers" in inspect(connection).get_table_names()
+    store = IndexStore(engine)
+    store.record_triggers(
+        "site", [TriggerOutcome("site.example", "mx1:25", Status.FLUSHED, "250 OK", 10.0)]
+    )
+    [entry] = store.trigger_history("site")
+    assert (entry.last.reply, entry.last_reached_at, entry.last_flushed_at) == (
+        "250 OK",
+        10.0,
+        10.0,
+    )
+    engine.dispose()
+
+
+def test_trigger_history_per_target_and_relay(store: IndexStore) -> None:
+    def outcome(at: float, relay: str, status: Status, reply: str) -> TriggerOutcome:
+        return TriggerOutcome(
+            "site.example",
+            relay,
+            status,
+            reply,
+            at,
+            code=int(reply[:3]) if reply[0].isdigit() else None,
+        )
+
+    store.record_triggers(
+        "site",
+        [
+            outcome(1.0, "mx1:25", Status.FLUSHED, "250 OK"),
+            outcome(1.0, "mx2:25", Status.UNREACHABLE, "Connection refused"),
+        ],
+    )
+    store.record_triggers(
+        "site",
+        [
+            outcome(2.0, "mx1:25", Status.TEMPORARY, "458 busy"),
+            outcome(2.0, "mx2:25", Status.UNREACHABLE, "Connection refused"),
+        ],
+    )
+    store.record_triggers("other-site", [outcome(3.0, "mx1:25", Status.REFUSED, "459 no")])
+    history = store.trigger_history("site")
+    assert [(h.last.relay, h.last.at, h.last.status, h.last.code) for h in history] == [
+        ("mx1:25", 2.0, Status.TEMPORARY, 458),
+        ("mx2:25", 2.0, Status.UNREACHABLE, None),
+    ]
+    assert [(h.last_reached_at, h.last_flushed_at) for h in history] == [(2.0, 1.0), (None, None)]
+    assert store.trigger_history("site", ["@site.example"]) == []
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

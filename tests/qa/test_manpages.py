@@ -10,7 +10,7 @@ import click
 import docutils.core
 import pytest
 
-from etrn_ext.cli.main import EXIT_CODES, cli
+from etrn_ext.cli.main import EXIT_CODES, TRIGGER_EXIT_CODES, cli
 from etrn_ext.config import Settings, describe
 
 MAN = Path(__file__).resolve().parents[2] / "man"
@@ -63,7 +63,8 @@ def test_every_exit_status_is_documented() -> None:
         (MAN / "etrnctl.1.rst").read_text().split("EXIT STATUS", 1)[1].split("ENVIRONMENT", 1)[0]
     )
     documented = {int(code) for code in re.findall(r"^(\d+)$", section, re.MULTILINE)}
-    assert {code for _error, code in EXIT_CODES} | {0, 1, 2, 70} <= documented
+    errors = {code for _error, code in EXIT_CODES}
+    assert errors | set(TRIGGER_EXIT_CODES.values()) | {0, 1, 2, 70} <= documented
 
 
 def test_every_setting_is_documented() -> None:

@@ -84,6 +84,26 @@ def test_environment_names_the_file(write_config: Callable[[str], Path]) -> None
             '[mta]\nnode_name = "-relay"\n', "mta.node_name", "must not start", id="bad-node"
         ),
         pytest.param('mta = "x"\n', "mta", "must be a table", id="section-not-table"),
+        pytest.param(
+            '[site]\ndomains = "ok.example, -qbad"\n',
+            "site.domains",
+            "'-qbad': must not start with '-'",
+            id="site-bad-domain",
+        ),
+        pytest.param(
+            '[site]\nrelays = "mx.example:0"\n', "site.relays", "port must be", id="site-port"
+        ),
+        pytest.param('[site]\ntls = "maybe"\n', "site.tls", "one of", id="site-tls"),
+        pytest.param(
+            '[site]\nauth_file = "creds"\n', "site.auth_file", "absolute", id="site-auth-file"
+        ),
+        pytest.param(
+            '[site]\nself_names = "gw.site.example, bad name!"\n',
+            "site.self_names",
+            "'name!': label",
+            id="site-self-names",
+        ),
+        pytest.param("[site]\nsmtp_port = 0\n", "site.smtp_port", "port number", id="site-port-0"),
     ],
 )
 def test_bad_values_name_the_key(
@@ -107,3 +127,17 @@ def test_unreadable_and_broken_files(write_config: Callable[[str], Path], tmp_pa
 def test_default_path_is_documented_constant() -> None:
     assert DEFAULT_CONFIG_PATH == "/etc/etrn-ext/etrn-ext.toml"
     assert parse_settings({}).explicit == frozenset()
+
+
+def test_the_site_section(write_config: Callable[[str], Path]) -> None:
+    path = write_config(
+        '[site]\ndomains = "ship.example, @crew.ship.example, #ship"\n'
+        'relays = "mx1.isp.example, [2001:db8::1]:587"\ntls = "required"\n'
+    )
+    site = load_settings(str(path), environ={}).site
+    assert (site.tls, site.tls_verify, site.smtp_port, site.deadline_seconds) == (
+        "required",
+        True,
+        25,
+        300.0,
+    )
