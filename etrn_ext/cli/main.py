@@ -19,7 +19,9 @@ from etrn_ext.core.errors import (
     EtrnExtError,
     IndexUnavailableError,
     InvalidInputError,
+    MailSubmissionError,
     MtaCommandError,
+    OutputFileError,
     SchemaVersionError,
     UnknownDomainError,
     UnknownMessageError,
@@ -48,7 +50,9 @@ EXIT_CODES: Final[tuple[tuple[type[EtrnExtError], int], ...]] = (
     (UnknownDomainError, EX_NOINPUT),
     (UnknownMessageError, EX_NOINPUT),
     (DomainExistsError, EX_CANTCREAT),
+    (OutputFileError, EX_CANTCREAT),
     (MtaCommandError, EX_UNAVAILABLE),
+    (MailSubmissionError, EX_UNAVAILABLE),
     (IndexUnavailableError, EX_TEMPFAIL),
 )
 
@@ -127,9 +131,23 @@ def _register_commands() -> None:
     from etrn_ext.cli.flush import flush
     from etrn_ext.cli.postfix import doctor, postfix_config
     from etrn_ext.cli.queue import events, list_, show, summary
+    from etrn_ext.cli.report import notify, report
     from etrn_ext.cli.sync import sync
 
-    commands = (config, doctor, domain, events, flush, list_, postfix_config, show, summary, sync)
+    commands = (
+        config,
+        doctor,
+        domain,
+        events,
+        flush,
+        list_,
+        notify,
+        postfix_config,
+        report,
+        show,
+        summary,
+        sync,
+    )
     for command in commands:
         cli.add_command(command)
 

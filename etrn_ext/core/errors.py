@@ -114,3 +114,22 @@ class MtaCommandError(EtrnExtError):
         self.stderr = stderr
         detail = f" (exit {returncode})" if returncode is not None else ""
         super().__init__(f"{argv[0] if argv else '?'}: {reason}{detail}")
+
+
+class MailSubmissionError(EtrnExtError):
+    """The submission host could not be reached or would not take a message."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        super().__init__(f"cannot send mail through {host}:{port}: {reason}")
+
+
+class OutputFileError(EtrnExtError):
+    """An output file cannot be written; the old one, if any, is left as it was."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")

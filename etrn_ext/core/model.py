@@ -176,6 +176,17 @@ class SentNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A message for people (a notice, the digest): plain text, optionally with HTML."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    html: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedRecipient:
     """A recipient the MTA still has to deliver, with the reason of its last deferral."""
 
