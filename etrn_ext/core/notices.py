@@ -141,9 +141,7 @@ def digest_subject(report: Report) -> str:
     """The operator digest's subject: what matters at a glance in a mail client."""
     totals = report.totals
     held = sum(1 for item in report.domains if item.usage.messages)
-    subject = (
-        f"etrn-ext report for {report.node}: {totals.messages} message(s) held for {held} domain(s)"
-    )
+    subject = f"etrn-ext {report.node}: {totals.messages} message(s) held for {held} domain(s)"
     if report.total_expiring.messages:
         subject += f", {report.total_expiring.messages} expiring"
     return subject
