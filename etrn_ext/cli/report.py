@@ -25,6 +25,7 @@ NO_SYNC_HELP = "Use the index as it is, without a sync first."
     show_default=True,
     help="text for people and cron mail, json or csv for scripts, html for a browser.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", metavar="FILE", help="Write FILE (replaced atomically), not stdout.")
 @click.option("--no-sync", is_flag=True, help=NO_SYNC_HELP)
 @click.option(
@@ -40,6 +41,7 @@ def report(
     *,
     domain: str | None,
     output_format: str,
+    as_json: bool,
     output: str | None,
     no_sync: bool,
     mail_to: tuple[str, ...],
@@ -51,13 +53,13 @@ def report(
     ctx = state.context()
     recipients = reports.digest_recipients(mail_to)
     result = reports.build_report(ctx, domain, sync_first=not no_sync)
-    rendered = report_formats.FORMATS[output_format](result)
+    rendered = report_formats.FORMATS["json" if as_json else output_format](result)
     if output:
         render.write_atomically(output, rendered)
     elif not recipients:
         click.echo(rendered, nl=False)
     if recipients:
-        text = rendered if output_format == "text" else report_formats.text(result)
+        text = report_formats.text(result)
         reports.mail_report(ctx, result, recipients, text, report_formats.as_html(result))
 
 
