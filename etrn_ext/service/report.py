@@ -108,7 +108,8 @@ class NoticeMail:
 def plan_notices(ctx: Context, *, sync_first: bool = True) -> list[NoticeMail]:
     """The notices due now, as mails; nothing is sent or remembered."""
     report = build_report(ctx, sync_first=sync_first)
-    registry = {domain.name.ascii: domain for domain in ctx.store.list_domains()}
+    # Every domain whose mail is held here, registered or not: contacts there are unreachable.
+    registry = {item.domain.name.ascii: item.domain for item in report.domains}
     due = due_notices(
         report, ctx.store.notices_sent(), registry, ctx.settings.report.waiting_after_seconds
     )
