@@ -72,7 +72,7 @@ def bench_writer(directory: Path, messages: int) -> list[Figure]:
     batch: list[dict[str, object]] = []
     with engine.connect() as connection:
         for row in rows(messages, 200):
-            batch.append(dict(zip(HELD_COLUMNS, held_values(row), strict=True)))
+            batch.append(dict(zip(HELD_COLUMNS, held_values([row])[0], strict=True)))
             if len(batch) == 10_000:
                 connection.execute(held.insert(), batch)
                 connection.commit()

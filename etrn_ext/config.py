@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from etrn_ext.core.errors import ConfigError, InvalidDomainError, InvalidInputError
-from etrn_ext.core.names import parse_domain
+from etrn_ext.core.names import parse_domain, parse_mailbox
 from etrn_ext.core.trigger import TlsPolicy, parse_relay, parse_relays, parse_targets
 
 DEFAULT_CONFIG_PATH: Final = "/etc/etrn-ext/etrn-ext.toml"
@@ -289,6 +289,64 @@ class EtrnSettings:
     dns_cache_seconds: float = setting(300.0, "how long DNS answers are reused", _positive)
 
 
+def _host_name(value: str) -> str | None:
+    if value and re.fullmatch(r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]", value):
+        return None
+    return "must be a host name or address"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "must be a port number (1 to 65535)"
+
+
+def _mailbox_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_mailbox(value)
+    except InvalidInputError as exc:
+        return exc.reason
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """[report]: etrnctl report and notify: thresholds, and where their mail goes."""
+
+    expiry_warning_seconds: float = setting(
+        86400.0,
+        "warn about held mail the MTA will return to its senders within this time",
+        _positive,
+    )
+    waiting_after_seconds: float = setting(
+        43200.0,
+        "tell a domain's contacts once its oldest mail waited this long "
+        "(or the domain's expected outage, when longer)",
+        _positive,
+    )
+    silent_after_seconds: float = setting(
+        604800.0,
+        "flag a domain with nothing held and no ETRN for this long "
+        "(or its expected outage, when longer)",
+        _positive,
+    )
+    submission_host: str = setting(
+        "localhost", "SMTP host that takes notices and digests (the local MTA)", _host_name
+    )
+    submission_port: int = setting(25, "its port", _port)
+    submission_timeout_seconds: float = setting(
+        30.0, "give up on the submission host after this long", _positive
+    )
+    from_address: str = setting(
+        "", "sender of notices and digests (empty: postmaster@ the node name)", _mailbox_or_empty
+    )
+    template_directory: str = setting(
+        "/etc/etrn-ext/templates",
+        "notice templates here (waiting.txt, expiry.txt) replace the built-in ones",
+        _absolute_path,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     """[log]: how much the programs say, and where syslog files it."""
@@ -324,10 +382,6 @@ def _problem_of(parse: Callable[[str], object]) -> Check:
         return None
 
     return check
-
-
-def _port(value: int) -> str | None:
-    return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
 
 
 def _host_names(text: str) -> None:
@@ -403,6 +457,7 @@ SECTIONS: Final[Mapping[str, type]] = {
     "milter": MilterSettings,
     "socketmap": SocketmapSettings,
     "etrn": EtrnSettings,
+    "report": ReportSettings,
     "log": LogSettings,
     "site": SiteSettings,
 }
@@ -418,6 +473,7 @@ class Settings:
     milter: MilterSettings = field(default_factory=MilterSettings)
     socketmap: SocketmapSettings = field(default_factory=SocketmapSettings)
     etrn: EtrnSettings = field(default_factory=EtrnSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
     log: LogSettings = field(default_factory=LogSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
     source: str | None = None

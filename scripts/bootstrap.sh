@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(postfix postgresql libmilter-dev gcc m4 ca-certificates)
+# chromium (+ its driver) renders the HTML report in tests/integration/test_report_browser.py.
+APT_PACKAGES=(postfix postgresql libmilter-dev gcc m4 ca-certificates chromium chromium-driver)
 
 python_ok() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null

@@ -22,6 +22,7 @@ from etrn_ext.index.store import IndexStore
 from etrn_ext.service.context import Context
 from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address, free_port
+from etrn_ext.testing.mailsink import MailSink
 from etrn_ext.testing.postfix import PrivatePostfix, postfix_missing
 from etrn_ext.testing.postgres import PrivatePostgres, postgres_missing
 from etrn_ext.testing.relay import EtrnRelay
@@ -104,6 +105,14 @@ def store(index_url: str) -> Iterator[IndexStore]:
 
 
 # --- a private Postfix relay and the site behind it -------------------------------------
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[MailSink]:
+    """A submission host on loopback that keeps what notify and the digest send."""
+    sink = MailSink().start()
+    yield sink
+    sink.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ from etrn_ext.core.errors import (
     IndexUnavailableError,
     InvalidInputError,
     LocalMtaUnavailableError,
+    MailSubmissionError,
     MtaCommandError,
+    OutputFileError,
     SchemaVersionError,
     UnknownDomainError,
     UnknownMessageError,
@@ -52,7 +54,9 @@ EXIT_CODES: Final[tuple[tuple[type[EtrnExtError], int], ...]] = (
     (UnknownDomainError, EX_NOINPUT),
     (UnknownMessageError, EX_NOINPUT),
     (DomainExistsError, EX_CANTCREAT),
+    (OutputFileError, EX_CANTCREAT),
     (MtaCommandError, EX_UNAVAILABLE),
+    (MailSubmissionError, EX_UNAVAILABLE),
     (IndexUnavailableError, EX_TEMPFAIL),
     (LocalMtaUnavailableError, EX_TEMPFAIL),
 )
@@ -140,6 +144,7 @@ def _register_commands() -> None:
     from etrn_ext.cli.flush import flush
     from etrn_ext.cli.postfix import doctor, postfix_config, sendmail_config
     from etrn_ext.cli.queue import events, list_, show, summary
+    from etrn_ext.cli.report import notify, report
     from etrn_ext.cli.sync import sync
     from etrn_ext.cli.trigger import trigger
 
@@ -150,7 +155,9 @@ def _register_commands() -> None:
         events,
         flush,
         list_,
+        notify,
         postfix_config,
+        report,
         sendmail_config,
         show,
         summary,

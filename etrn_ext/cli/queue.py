@@ -212,7 +212,7 @@ def summary(state: CliState, /, as_json: bool) -> None:
     "kinds",
     multiple=True,
     metavar="KIND",
-    help="etrn, flush, sync, quota or domain. Repeatable.",
+    help="etrn, flush, sync, quota, domain or notice. Repeatable.",
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

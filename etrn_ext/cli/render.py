@@ -26,14 +26,36 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False))
 
 
+ELLIPSIS = "..."
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - len(ELLIPSIS), 1)] + ELLIPSIS
+
+
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[str] = ()
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    right: Sequence[str] = (),
+    width: int | None = None,
+    shrink: str | None = None,
 ) -> str:
-    """Columns padded to their widest cell; columns named in ``right`` are right-aligned."""
+    """Columns padded to their widest cell; columns named in ``right`` are right-aligned.
+
+    With ``width``, the cells of the ``shrink`` column are shortened (never below its
+    header) so that lines fit, e.g. 80 columns for a cron mail.
+    """
     cells = [[str(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+        widths = [max(wide, len(cell)) for wide, cell in zip(widths, row, strict=True)]
+    if width is not None and shrink is not None:
+        column = list(headers).index(shrink)
+        others = sum(widths) - widths[column] + 2 * (len(headers) - 1)
+        widths[column] = max(min(widths[column], width - others), len(shrink))
+        for row in cells:
+            row[column] = _shorten(row[column], widths[column])
 
     def line(row: Sequence[str]) -> str:
         parts = [
@@ -49,6 +71,35 @@ def emit_table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[str] = ()
 ) -> None:
     click.echo(table(headers, rows, right=right))
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` all at once: a reader sees the old file or the new one,
+    never half of it, and a failure leaves the old one as it was."""
+    import os
+    import tempfile
+
+    from etrn_ext.core.errors import OutputFileError
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
+    except OSError as exc:
+        raise OutputFileError(path, (exc.strerror or str(exc)).lower()) from exc
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as output:
+            output.write(text)
+            output.flush()
+            os.fsync(output.fileno())
+        # Keep the mode of the file replaced; a new one is readable like any report.
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except OSError as exc:
+        os.unlink(temporary)
+        raise OutputFileError(path, (exc.strerror or str(exc)).lower()) from exc
 
 
 def emit_fields(fields: Mapping[str, object]) -> None:

@@ -126,3 +126,22 @@ class LocalMtaUnavailableError(EtrnExtError):
             f"the local MTA at {address} did not greet within {waited_seconds:g}s; "
             "not asking the relays for mail it could not accept"
         )
+
+
+class MailSubmissionError(EtrnExtError):
+    """The submission host could not be reached or would not take a message."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        super().__init__(f"cannot send mail through {host}:{port}: {reason}")
+
+
+class OutputFileError(EtrnExtError):
+    """An output file cannot be written; the old one, if any, is left as it was."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")

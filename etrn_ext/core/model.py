@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     SYNC = "sync"
     QUOTA = "quota"
     DOMAIN = "domain"
+    NOTICE = "notice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class PendingRecipient(NamedTuple):
     first_seen: float
     state: str
     reason: str
+    counts_message: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +133,57 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class DomainUsage:
-    """What the index holds for one domain right now."""
+    """What the index holds for one domain right now (or the part of it a report asks about)."""
 
     domain: str
     messages: int = 0
     recipients: int = 0
     bytes: int = 0
     oldest_arrival: float | None = None
+    newest_arrival: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalProfile:
+    """One domain's held mail split by arrival time, as one pass over the index yields it.
+
+    ``recipients_before[i]`` counts the recipients that arrived at or before the i-th
+    cutoff asked for; ``early`` is the mail that arrived at or before the early cutoff.
+    """
+
+    usage: DomainUsage
+    recipients_before: tuple[int, ...]
+    early: DomainUsage
+
+
+class NoticeKind(StrEnum):
+    """What a notice to a domain's contacts is about."""
+
+    WAITING = "waiting"
+    EXPIRY = "expiry"
+
+
+@dataclass(frozen=True, slots=True)
+class SentNotice:
+    """The last notice of one kind sent about a domain, as notify remembers it."""
+
+    domain: str
+    kind: NoticeKind
+    sent_at: float
+    covers_until: float
+    recipients: tuple[str, ...]
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A message for people (a notice, the digest): plain text, optionally with HTML."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    html: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

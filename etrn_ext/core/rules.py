@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
 from etrn_ext.core.names import DomainName, parse_domain
+
+K = TypeVar("K", bound=Hashable)
 
 
 def registered_domain_for(
@@ -53,6 +56,20 @@ def _percent(used: int, limit: int | None) -> float | None:
 def quota_use(quota: Quota, usage: DomainUsage) -> QuotaUse:
     """Share of the message and byte quotas that the held mail takes up."""
     return QuotaUse(_percent(usage.messages, quota.messages), _percent(usage.bytes, quota.bytes))
+
+
+def message_leads(recipients: Iterable[tuple[K, str]]) -> set[tuple[K, str]]:
+    """The (group, address) pairs that carry a message's count and bytes in per-domain sums.
+
+    A message with several held recipients in one domain has one row per recipient in
+    the index; exactly one of them, the smallest address of its group (message and
+    domain), counts the message, so per-domain totals are one flat GROUP BY.
+    """
+    smallest: dict[K, str] = {}
+    for group, address in recipients:
+        if group not in smallest or address < smallest[group]:
+            smallest[group] = address
+    return set(smallest.items())
 
 
 class HeldDomains:

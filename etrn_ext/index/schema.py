@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from etrn_ext.core.errors import SchemaVersionError
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # Pending rows are selected with this literal condition everywhere, so that the
 # partial index below matches the queries (SQLite cannot match bound parameters).
@@ -80,16 +80,21 @@ held = Table(
     Column("last_seen", Float, nullable=False),
     Column("state", String(16), nullable=False),
     Column("reason", Text, nullable=False),
+    # 1 on one pending row per message and domain (the smallest recipient): summing it
+    # counts messages, and summing size times it counts bytes once per message, so
+    # per-domain totals need no per-message grouping (see core.rules.message_leads).
+    Column("counts_message", Integer, nullable=False, server_default=text("1")),
     # queue_id first: "show QUEUE_ID" looks messages up across relays of a shared index.
     UniqueConstraint("queue_id", "node", "recipient", name="uq_etrn_held_recipient"),
 )
 
-# Covers the per-domain summary and held_for() over pending rows only. Plain DDL, the
-# same on SQLite and PostgreSQL: declaring it with dialect keywords would import the
-# PostgreSQL dialect (and asyncio) into every etrnctl start.
+# Covers the per-domain summary, the report and held_for() over pending rows only. Plain
+# DDL, the same on SQLite and PostgreSQL: declaring it with dialect keywords would import
+# the PostgreSQL dialect (and asyncio) into every etrnctl start.
 PENDING_INDEX_DDL: Final = text(
     "CREATE INDEX ix_etrn_held_pending ON etrn_held "
-    "(domain, node, queue_id, arrival_time, size) WHERE state IN ('held', 'flushing')"
+    "(domain, node, queue_id, arrival_time, size, counts_message) "
+    "WHERE state IN ('held', 'flushing')"
 )
 
 events = Table(
@@ -104,6 +109,23 @@ events = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_etrn_events_domain_at", "domain", "at"),
+)
+
+# The report's "last ETRN / last flush per domain": the newest event of one kind per domain.
+events_by_kind = Index("ix_etrn_events_kind_domain_at", events.c.kind, events.c.domain, events.c.at)
+
+# The last notice of each kind sent about a domain, so that notify does not repeat itself.
+notices = Table(
+    "etrn_notices",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("sent_at", Float, nullable=False),
+    # The newest arrival among the mail the notice told about: a new notice is due only
+    # for mail that is all newer than that.
+    Column("covers_until", Float, nullable=False),
+    Column("recipients", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),
 )
 
 # Small per-relay facts that must survive between runs (e.g. how far sync read the mail log).
@@ -138,11 +160,34 @@ Upgrade = Callable[[Connection], None]
 
 
 def _add_triggers(connection: Connection) -> None:
+    """Version 2: the site's trigger history."""
     triggers.create(connection, checkfirst=True)
 
 
+def _add_reporting(connection: Connection) -> None:
+    """Version 3: the message-lead column, the notices table and the events index."""
+    connection.execute(
+        text("ALTER TABLE etrn_held ADD COLUMN counts_message INTEGER NOT NULL DEFAULT 1")
+    )
+    # Mark every pending row but the smallest recipient of its message and domain, as
+    # sync and the hooks write them from now on.
+    connection.execute(
+        text(
+            "UPDATE etrn_held SET counts_message = 0 "
+            "WHERE state IN ('held', 'flushing') AND recipient > ("
+            "SELECT min(lead.recipient) FROM etrn_held lead "
+            "WHERE lead.queue_id = etrn_held.queue_id AND lead.node = etrn_held.node "
+            "AND lead.domain = etrn_held.domain AND lead.state IN ('held', 'flushing'))"
+        )
+    )
+    connection.execute(text("DROP INDEX ix_etrn_held_pending"))
+    connection.execute(PENDING_INDEX_DDL)
+    notices.create(connection)
+    events_by_kind.create(connection)
+
+
 # UPGRADES[n] turns a version n-1 index into version n.
-UPGRADES: Final[Mapping[int, Upgrade]] = {2: _add_triggers}
+UPGRADES: Final[Mapping[int, Upgrade]] = {2: _add_triggers, 3: _add_reporting}
 
 
 def current_version(connection: Connection) -> int | None:

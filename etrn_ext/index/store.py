@@ -8,24 +8,39 @@ index failed and why without knowing SQLAlchemy.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Row, bindparam, case, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.errors import DomainExistsError, IndexUnavailableError, UnknownDomainError
 from etrn_ext.core.model import (
     PENDING_STATES,
+    ArrivalProfile,
     DomainUsage,
     Event,
     EventKind,
     HeldRecipient,
     HeldState,
     IntermittentDomain,
+    NoticeKind,
     PendingRecipient,
     Quota,
+    SentNotice,
 )
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import clients_from_texts
@@ -38,6 +53,7 @@ from etrn_ext.index.schema import (
     ensure_schema,
     events,
     held,
+    notices,
     state,
     triggers,
 )
@@ -53,6 +69,7 @@ _HELD_UPDATED_ON_CONFLICT = (
     "last_seen",
     "state",
     "reason",
+    "counts_message",
 )
 
 
@@ -104,6 +121,43 @@ def _domain_from_row(row: Row[Any]) -> IntermittentDomain:
 
 
 UPSERT_ROWS_PER_STATEMENT: Final = 200
+Counts = dict[str, int]
+_USAGE_FIELDS: Final = ("messages", "recipients", "bytes", "oldest", "newest")
+
+
+def _usage_columns(where: ColumnElement[bool] | None = None) -> list[ColumnElement[Any]]:
+    """Aggregates in ``_USAGE_FIELDS`` order over pending rows (matching ``where``).
+
+    ``counts_message`` is 1 on one row per message and domain, so these are one flat
+    GROUP BY over the covering index: no per-message grouping (see the schema).
+    """
+    aggregates: list[ColumnElement[Any]] = [
+        func.sum(held.c.counts_message),
+        func.count(),
+        func.sum(held.c.size * held.c.counts_message),
+        func.min(held.c.arrival_time),
+        func.max(held.c.arrival_time),
+    ]
+    if where is None:
+        return aggregates
+    return [aggregate.filter(where) for aggregate in aggregates]
+
+
+def _usage(domain: str, values: Sequence[Any]) -> DomainUsage:
+    messages, recipients, size, oldest, newest = values
+    return DomainUsage(
+        domain, int(messages or 0), int(recipients or 0), int(size or 0), oldest, newest
+    )
+
+
+def _pending_by_domain(
+    columns: Sequence[ColumnElement[Any]], only: DomainName | None
+) -> Select[Any]:
+    query = select(held.c.domain, *columns).where(PENDING_CONDITION).group_by(held.c.domain)
+    return query if only is None else query.where(held.c.domain == only.ascii)
+
+
+QUEUE_IDS_PER_STATEMENT: Final = 500
 
 
 @functools.cache
@@ -251,8 +305,8 @@ class IndexStore:
                 connection.execute(events.insert(), list(event_rows))
 
     def record_held(self, rows: Iterable[HeldRecipient]) -> None:
-        """Write held recipients now (the CLI's path; daemons use the batched writer)."""
-        self.write_batch([held_values(row) for row in rows], [])
+        """Write whole messages' held recipients now (the CLI's path; daemons use the writer)."""
+        self.write_batch(held_values(rows), [])
 
     def record_event(self, event: Event) -> None:
         self.write_batch([], [event_values(event)])
@@ -362,28 +416,47 @@ class IndexStore:
 
     @_reports_database_errors
     def usage_by_domain(self, only: DomainName | None = None) -> dict[str, DomainUsage]:
-        """Per domain: pending messages, recipients, bytes (once per message), oldest arrival."""
-        pending = select(
-            held.c.domain,
-            func.count().label("recipients"),
-            func.max(held.c.size).label("size"),
-            func.min(held.c.arrival_time).label("arrival"),
-        ).where(PENDING_CONDITION)
-        if only is not None:
-            pending = pending.where(held.c.domain == only.ascii)
-        per_message = pending.group_by(held.c.domain, held.c.node, held.c.queue_id).subquery()
-        query = select(
-            per_message.c.domain,
-            func.count(),
-            func.sum(per_message.c.recipients),
-            func.sum(per_message.c.size),
-            func.min(per_message.c.arrival),
-        ).group_by(per_message.c.domain)
+        """Per domain: pending messages, recipients, bytes (once per message), oldest, newest."""
+        query = _pending_by_domain(_usage_columns(), only)
+        with self.engine.connect() as connection:
+            return {row[0]: _usage(row[0], row[1:]) for row in connection.execute(query)}
+
+    @_reports_database_errors
+    def arrival_profile(
+        self, cutoffs: Sequence[float], early_cutoff: float, only: DomainName | None = None
+    ) -> dict[str, ArrivalProfile]:
+        """Per domain, in one pass over the pending rows: the usage, the recipients that
+        arrived at or before each of ``cutoffs``, and the mail that arrived at or before
+        ``early_cutoff``."""
+        before = [func.count().filter(held.c.arrival_time <= cutoff) for cutoff in cutoffs]
+        early = _usage_columns(held.c.arrival_time <= early_cutoff)
+        query = _pending_by_domain([*_usage_columns(), *before, *early], only)
+        split = len(_USAGE_FIELDS) + 1
         with self.engine.connect() as connection:
             return {
-                row[0]: DomainUsage(row[0], int(row[1]), int(row[2]), int(row[3]), row[4])
+                row[0]: ArrivalProfile(
+                    _usage(row[0], row[1:split]),
+                    tuple(int(count) for count in row[split : split + len(cutoffs)]),
+                    _usage(row[0], row[split + len(cutoffs) :]),
+                )
                 for row in connection.execute(query)
             }
+
+    @_reports_database_errors
+    def recipient_states(self, queue_ids: Collection[str]) -> dict[tuple[str, str, str], Counts]:
+        """Recipients of these messages in every state, by (node, queue id, domain)."""
+        found: dict[tuple[str, str, str], Counts] = {}
+        wanted = sorted(set(queue_ids))
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), QUEUE_IDS_PER_STATEMENT):
+                query = (
+                    select(held.c.node, held.c.queue_id, held.c.domain, held.c.state, func.count())
+                    .where(held.c.queue_id.in_(wanted[start : start + QUEUE_IDS_PER_STATEMENT]))
+                    .group_by(held.c.node, held.c.queue_id, held.c.domain, held.c.state)
+                )
+                for node, queue_id, domain, state_value, count in connection.execute(query):
+                    found.setdefault((node, queue_id, domain), {})[state_value] = int(count)
+        return found
 
     # --- events -----------------------------------------------------------------------
 
@@ -453,6 +526,61 @@ class IndexStore:
                 TriggerHistory(_outcome_from_row(row), row.reached_at, row.flushed_at)
                 for row in connection.execute(query)
             ]
+
+    @_reports_database_errors
+    def latest_events(self, kind: EventKind, only: DomainName | None = None) -> dict[str, Event]:
+        """The newest event of ``kind`` for each domain (or for ``only``)."""
+        newest = (
+            select(events.c.domain, func.max(events.c.at).label("at"))
+            .where(events.c.kind == kind.value, events.c.domain.is_not(None))
+            .group_by(events.c.domain)
+        )
+        if only is not None:
+            newest = newest.where(events.c.domain == only.ascii)
+        last = newest.subquery()
+        query = (
+            select(events)
+            .join(last, and_(events.c.domain == last.c.domain, events.c.at == last.c.at))
+            .where(events.c.kind == kind.value)
+            .order_by(events.c.id)  # of two events at the same time, the later one wins
+        )
+        with self.engine.connect() as connection:
+            return {row.domain: _event_from_row(row) for row in connection.execute(query)}
+
+    # --- notices ----------------------------------------------------------------------
+
+    @_reports_database_errors
+    def notices_sent(self) -> dict[tuple[str, NoticeKind], SentNotice]:
+        """The last notice of each kind sent about each domain."""
+        with self.engine.connect() as connection:
+            return {
+                (row.domain, NoticeKind(row.kind)): SentNotice(
+                    domain=row.domain,
+                    kind=NoticeKind(row.kind),
+                    sent_at=row.sent_at,
+                    covers_until=row.covers_until,
+                    recipients=tuple(row.recipients),
+                    detail=row.detail,
+                )
+                for row in connection.execute(select(notices))
+            }
+
+    @_reports_database_errors
+    def record_notice(self, notice: SentNotice, event: Event) -> None:
+        """Remember ``notice`` in place of the last one of its kind, with its audit event."""
+        values = {
+            "sent_at": notice.sent_at,
+            "covers_until": notice.covers_until,
+            "recipients": list(notice.recipients),
+            "detail": dict(notice.detail),
+        }
+        key = and_(notices.c.domain == notice.domain, notices.c.kind == notice.kind.value)
+        with self.engine.begin() as connection:
+            if connection.execute(update(notices).where(key).values(values)).rowcount == 0:
+                connection.execute(
+                    notices.insert().values(domain=notice.domain, kind=notice.kind.value, **values)
+                )
+            connection.execute(events.insert().values(event_values(event)))
 
 
 def _outcome_from_row(row: Row[Any]) -> TriggerOutcome:

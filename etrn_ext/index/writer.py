@@ -70,8 +70,8 @@ class BatchWriter:
         return self
 
     def submit_held(self, rows: Iterable[HeldRecipient]) -> bool:
-        """Queue one message's held recipients; False if they had to be dropped."""
-        return self._put(_Rows(held=[held_values(row) for row in rows]))
+        """Queue one message's held recipients (all of them); False if they had to be dropped."""
+        return self._put(_Rows(held=held_values(rows)))
 
     def submit_event(self, event: Event) -> bool:
         """Queue one audit event; False if it had to be dropped."""

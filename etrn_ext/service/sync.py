@@ -23,7 +23,7 @@ from etrn_ext.core.model import (
     PendingRecipient,
     QueueEntry,
 )
-from etrn_ext.core.rules import HeldDomains
+from etrn_ext.core.rules import HeldDomains, message_leads
 from etrn_ext.index.rows import HeldValues
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.service.context import Context
@@ -80,31 +80,44 @@ def held_values_of(
     state: HeldState = HeldState.HELD,
 ) -> Iterator[HeldValues]:
     """The index rows for the held recipients of one queued message."""
-    for recipient in entry.recipients:
-        domain = matcher.for_address(recipient.address)
-        if domain is not None:
-            yield HeldValues(
-                entry.queue_id,
-                node,
-                recipient.address,
-                domain,
-                entry.sender,
-                entry.size,
-                entry.arrival_time,
-                now,
-                now,
-                state.value,
-                recipient.delay_reason,
-            )
+    held = [
+        (domain, recipient)
+        for recipient in entry.recipients
+        if (domain := matcher.for_address(recipient.address)) is not None
+    ]
+    leads = message_leads((domain, recipient.address) for domain, recipient in held)
+    for domain, recipient in held:
+        yield HeldValues(
+            entry.queue_id,
+            node,
+            recipient.address,
+            domain,
+            entry.sender,
+            entry.size,
+            entry.arrival_time,
+            now,
+            now,
+            state.value,
+            recipient.delay_reason,
+            int((domain, recipient.address) in leads),
+        )
 
 
 def _unchanged(old: PendingRecipient, new: HeldValues) -> bool:
-    return (old.state, old.reason, old.domain, old.size, old.arrival_time) == (
+    return (
+        old.state,
+        old.reason,
+        old.domain,
+        old.size,
+        old.arrival_time,
+        old.counts_message,
+    ) == (
         new.state,
         new.reason,
         new.domain,
         new.size,
         new.arrival_time,
+        new.counts_message,
     )
 
 

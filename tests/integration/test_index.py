@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.errors import (
@@ -12,7 +12,15 @@ from etrn_ext.core.errors import (
     SchemaVersionError,
     UnknownDomainError,
 )
-from etrn_ext.core.model import Event, EventKind, HeldRecipient, HeldState
+from etrn_ext.core.model import (
+    DomainUsage,
+    Event,
+    EventKind,
+    HeldRecipient,
+    HeldState,
+    NoticeKind,
+    SentNotice,
+)
 from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import DomainChanges, new_domain
 from etrn_ext.core.trigger import Status, TriggerOutcome
@@ -210,13 +218,10 @@ def test_upgrade_steps_run_in_order(index_url: str) -> None:
 
 
 def test_a_version_1_index_gains_the_trigger_history(index_url: str) -> None:
-    engine = make_engine(IndexSettings(url=index_url))
-    ensure_schema(engine, target=1, upgrades={})
-    with engine.begin() as connection:  # as etrn-ext 1 left it: no trigger table
-        connection.execute(text("DROP TABLE etrn_triggers"))
+    engine = _as_version_1(index_url)
     assert ensure_schema(engine) == 1
     with engine.connect() as connection:
-        assert current_version(connection) == SCHEMA_VERSION == 2
+        assert current_version(connection) == SCHEMA_VERSION == 3
         assert "etrn_triggers" in inspect(connection).get_table_names()
     store = IndexStore(engine)
     store.record_triggers(
@@ -281,3 +286,131 @@ def test_unreachable_database_is_a_clear_error(tmp_path) -> None:  # type: ignor
         IndexStore.open(IndexSettings(url=f"sqlite:///{blocker}/index.sqlite"))
     with pytest.raises(IndexUnavailableError, match="postgresql"):
         IndexStore.open(IndexSettings(url=f"postgresql+psycopg://nobody@/none?host={tmp_path}"))
+
+
+def test_arrival_profile_splits_held_mail_in_one_pass(store: IndexStore) -> None:
+    store.record_held(
+        [
+            held("A1", "a@site.example", size=1000, arrival=100.0),
+            held("A1", "b@site.example", size=1000, arrival=100.0),
+            held("B2", "c@site.example", size=500, arrival=200.0),
+            held("C3", "d@site.example", size=300, arrival=300.0),
+            held("C3", "gone@site.example", size=300, arrival=300.0, state=HeldState.DELIVERED),
+            held("D4", "e@other.example", size=7, arrival=50.0, domain="other.example"),
+        ]
+    )
+    profiles = store.arrival_profile([250.0, 150.0, 99.0], early_cutoff=200.0)
+    site = profiles["site.example"]
+    assert (site.usage.messages, site.usage.recipients, site.usage.bytes) == (3, 4, 1800)
+    assert (site.usage.oldest_arrival, site.usage.newest_arrival) == (100.0, 300.0)
+    assert site.recipients_before == (3, 2, 0)
+    assert (site.early.messages, site.early.recipients, site.early.bytes) == (2, 3, 1500)
+    assert (site.early.oldest_arrival, site.early.newest_arrival) == (100.0, 200.0)
+    assert profiles["other.example"].recipients_before == (1, 1, 1)
+    only = store.arrival_profile([], early_cutoff=0.0, only=SITE)
+    assert only.keys() == {"site.example"}
+    assert only["site.example"].early == DomainUsage("site.example")
+
+
+def test_the_smallest_recipient_counts_the_message(store: IndexStore) -> None:
+    store.record_held([held("A1", "b@site.example"), held("A1", "a@site.example")])
+    store.record_held(
+        [held("A1", "a@site.example", state=HeldState.DELIVERED), held("A1", "b@site.example")]
+    )
+    assert (store.usage_by_domain()["site.example"].messages, store.count_pending(SITE)) == (1, 1)
+
+
+def test_latest_events_per_domain_and_kind(store: IndexStore) -> None:
+    def event(at: float, kind: EventKind, domain: str | None, outcome: str) -> Event:
+        return Event(at=at, kind=kind, node="r1", actor="x", outcome=outcome, domain=domain)
+
+    for item in [
+        event(1.0, EventKind.ETRN, "site.example", "old"),
+        event(5.0, EventKind.ETRN, "site.example", "new"),
+        event(9.0, EventKind.FLUSH, "site.example", "flush"),
+        event(3.0, EventKind.ETRN, "ship.example", "ship"),
+        event(3.0, EventKind.ETRN, "ship.example", "ship, same time, later"),
+        event(7.0, EventKind.SYNC, None, "ok"),
+    ]:
+        store.record_event(item)
+    latest = store.latest_events(EventKind.ETRN)
+    assert {domain: e.outcome for domain, e in latest.items()} == {
+        "site.example": "new",
+        "ship.example": "ship, same time, later",
+    }
+    assert store.latest_events(EventKind.FLUSH, only=SITE)["site.example"].at == 9.0
+    assert store.latest_events(EventKind.QUOTA) == {}
+
+
+def test_recipient_states_of_flushed_messages(store: IndexStore) -> None:
+    store.record_held(
+        [
+            held("A1", "a@site.example", state=HeldState.DELIVERED),
+            held("A1", "b@site.example", state=HeldState.BOUNCED),
+            held("A1", "c@site.example"),
+            held("A1", "d@site.example", state=HeldState.DELIVERED, node="r2"),
+            held("B2", "e@site.example"),
+        ]
+    )
+    assert store.recipient_states(["A1", "ZZ"]) == {
+        ("relay1", "A1", "site.example"): {"delivered": 1, "bounced": 1, "held": 1},
+        ("r2", "A1", "site.example"): {"delivered": 1},
+    }
+
+
+def test_notices_are_remembered_per_domain_and_kind(store: IndexStore) -> None:
+    def notice(sent_at: float) -> SentNotice:
+        return SentNotice("site.example", NoticeKind.WAITING, sent_at, 50.0, ("ops@isp.example",))
+
+    audit = Event(at=1.0, kind=EventKind.NOTICE, node="r1", actor="root", outcome="sent")
+    store.record_notice(notice(10.0), audit)
+    store.record_notice(notice(20.0), audit)
+    assert store.notices_sent() == {("site.example", NoticeKind.WAITING): notice(20.0)}
+    assert [e.kind for e in store.events_for(kinds={EventKind.NOTICE})] == [EventKind.NOTICE] * 2
+
+
+def _as_version_1(index_url: str) -> Engine:
+    """An index as etrn-ext 0.x with schema version 1 left it."""
+    engine = make_engine(IndexSettings(url=index_url))
+    ensure_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE etrn_triggers"))
+        connection.execute(text("DROP TABLE etrn_notices"))
+        connection.execute(text("DROP INDEX ix_etrn_events_kind_domain_at"))
+        connection.execute(text("DROP INDEX ix_etrn_held_pending"))
+        connection.execute(text("ALTER TABLE etrn_held DROP COLUMN counts_message"))
+        connection.execute(
+            text(
+                "CREATE INDEX ix_etrn_held_pending ON etrn_held "
+                "(domain, node, queue_id, arrival_time, size) WHERE state IN ('held', 'flushing')"
+            )
+        )
+        connection.execute(text("UPDATE etrn_schema SET version = 1"))
+        for queue_id, recipient, state_value in [
+            ("A1", "b@site.example", "held"),
+            ("A1", "a@site.example", "held"),
+            ("A1", "0@site.example", "delivered"),
+            ("B2", "c@site.example", "held"),
+        ]:
+            connection.execute(
+                text(
+                    "INSERT INTO etrn_held (queue_id, node, recipient, domain, sender, size, "
+                    "arrival_time, first_seen, last_seen, state, reason) VALUES "
+                    "(:q, 'relay1', :r, 'site.example', '', 1000, 1.0, 1.0, 1.0, :s, '')"
+                ),
+                {"q": queue_id, "r": recipient, "s": state_value},
+            )
+    return engine
+
+
+def test_version_1_index_upgrades_in_place(index_url: str) -> None:
+    engine = _as_version_1(index_url)
+    assert ensure_schema(engine) == 1
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION == 3
+        assert "etrn_notices" in inspect(connection).get_table_names()
+    engine.dispose()
+    store = IndexStore.open(IndexSettings(url=index_url))
+    usage = store.usage_by_domain()["site.example"]
+    assert (usage.messages, usage.recipients, usage.bytes) == (2, 3, 2000)
+    store.close()

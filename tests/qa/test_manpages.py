@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
 from pathlib import Path
 
 import click
@@ -95,3 +96,28 @@ def test_contrib_sendmail_lines_match_the_generator() -> None:
     contrib = MAN.parent / "contrib" / "sendmail" / "etrn-relay.mc"
     example = IntermittentDomain(parse_domain("site.example"), include_subdomains=True)
     assert contrib.read_text() == render_sendmail_config([example])
+
+
+def _etrnctl_lines() -> list[tuple[str, list[str]]]:
+    """Every etrnctl command line in contrib/ (cron lines, systemd ExecStart=)."""
+    found = []
+    contrib = MAN.parent / "contrib"
+    for path in sorted([*contrib.glob("cron.d/*"), *contrib.glob("systemd/*")]):
+        for line in path.read_text().splitlines():
+            words = shlex.split(line.lstrip("#").split(">", 1)[0]) if "etrnctl " in line else []
+            starts = [i for i, word in enumerate(words) if word.endswith("etrnctl")]
+            if starts and not line.lstrip().startswith("# "):
+                found.append((f"{path.name}: {line.strip()}", words[starts[0] + 1 :]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("where", "args"), [pytest.param(w, a, id=w.split(": ")[0]) for w, a in _etrnctl_lines()]
+)
+def test_contrib_command_lines_exist(where: str, args: list[str]) -> None:
+    if args[:1] == ["--config"]:
+        args = args[2:]
+    command = cli.commands.get(args[0])
+    assert command is not None, where
+    known = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
+    assert {a for a in args[1:] if a.startswith("--")} <= known, where
