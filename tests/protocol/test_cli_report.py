@@ -206,6 +206,7 @@ def test_notify_says_each_thing_once(etrnctl: Etrnctl, mail_sink: MailSink) -> N
     assert "--- site.example: waiting notice\nTo: ops@isp.example\n" in dry.stdout
     assert "--- site.example: expiry notice" in dry.stdout
     assert "ETRN site.example" in dry.stdout
+    assert "etrnctl trigger site.example" in dry.stdout
     assert mail_sink.messages() == []
     sent = etrnctl("notify", "--no-sync")
     assert sent.stdout.splitlines() == [
