@@ -19,7 +19,6 @@ Needs root (Postfix).
 from __future__ import annotations
 
 import argparse
-import os
 import smtplib
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench_queue import QUIET_QUEUE
-from harness import Figure, command_line, publish
+from harness import Figure, command_line, count_files, publish
 
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
@@ -41,10 +40,6 @@ from etrn_ext.testing.site import FakeSite
 
 HELD = [f"site{number:02d}.example" for number in range(20)]
 PLAIN = "plain.example"
-
-
-def _files(directory: Path) -> int:
-    return sum(len(files) for _root, _dirs, files in os.walk(directory))
 
 
 def _source(
@@ -104,7 +99,7 @@ def configure(relay: PrivatePostfix, hook: str | None, bare: dict[str, str]) -> 
 
 
 def held_count(relay: PrivatePostfix) -> int:
-    return _files(relay.queue_directory / "deferred")
+    return count_files(relay.queue_directory / "deferred")
 
 
 def fill(relay: PrivatePostfix, count: int) -> None:

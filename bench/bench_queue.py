@@ -1,4 +1,4 @@
-"""etrnctl on a real 20,000-message Postfix queue: sync vs postqueue -j, summary vs qshape.
+"""etrnctl on a real 20,000-message Postfix queue: sync vs postqueue -j; summary, report vs qshape.
 
 A private Postfix relay holds MESSAGES messages (4 KB, one recipient each) for DOMAINS
 registered intermittent domains, filled with smtp-source (ships with Postfix). Then,
@@ -9,6 +9,7 @@ REPEAT times, alternating:
   etrnctl sync (again)            the incremental case: nothing changed
   qshape -c DIR deferred          Postfix's per-domain view (reads queue files)
   etrnctl summary                 the same view from the index
+  etrnctl report --no-sync        the full per-domain report from the index
 
 Every figure is the median wall time of a new process. Needs root (Postfix).
 usage: bench_queue.py [--messages 20000] [--domains 200] [--repeat 3]
@@ -17,7 +18,6 @@ usage: bench_queue.py [--messages 20000] [--domains 200] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Figure, command_line, median_seconds, publish
+from harness import Figure, command_line, count_files, median_seconds, publish
 
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix
@@ -39,10 +39,6 @@ QUIET_QUEUE = {  # no background re-deferral churn while measuring (as in the re
     "queue_run_delay": "1h",
     "in_flow_delay": "0",
 }
-
-
-def _files(directory: Path) -> int:
-    return sum(len(files) for _root, _dirs, files in os.walk(directory))
 
 
 def fill(relay: PrivatePostfix, domains: list[str], per_domain: int) -> float:
@@ -76,8 +72,8 @@ def fill(relay: PrivatePostfix, domains: list[str], per_domain: int) -> float:
     want = len(domains) * per_domain
     while time.monotonic() < deadline:
         if (
-            _files(spool / "incoming") + _files(spool / "active") == 0
-            and _files(spool / "deferred") >= want
+            count_files(spool / "incoming") + count_files(spool / "active") == 0
+            and count_files(spool / "deferred") >= want
         ):
             break
         time.sleep(0.5)
@@ -130,8 +126,9 @@ def main() -> None:
 
         postqueue = ["/usr/sbin/postqueue", "-c", str(relay.config_directory), "-j"]
         qshape = ["/usr/sbin/qshape", "-c", str(relay.config_directory), "deferred"]
+        report = [*etrnctl, "report", "--no-sync"]
         runs: dict[str, list[float]] = {
-            name: [] for name in ("anchor", "full", "again", "qshape", "summary")
+            name: [] for name in ("anchor", "full", "again", "qshape", "summary", "report")
         }
         for _ in range(options.repeat):
             runs["anchor"].append(median_seconds(lambda: _quiet(postqueue), 1)[0])
@@ -140,13 +137,15 @@ def main() -> None:
             runs["again"].append(median_seconds(lambda: _quiet([*etrnctl, "sync"]), 1)[0])
             runs["qshape"].append(median_seconds(lambda: _quiet(qshape), 1)[0])
             runs["summary"].append(median_seconds(lambda: _quiet([*etrnctl, "summary"]), 1)[0])
+            runs["report"].append(median_seconds(lambda: _quiet(report), 1)[0])
     finally:
         relay.stop()
         relay.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    anchor, full, again, qshape_seconds, summary = (
-        statistics.median(runs[name]) for name in ("anchor", "full", "again", "qshape", "summary")
+    anchor, full, again, qshape_seconds, summary, report_seconds = (
+        statistics.median(runs[name])
+        for name in ("anchor", "full", "again", "qshape", "summary", "report")
     )
     publish(
         "queue",
@@ -170,6 +169,15 @@ def main() -> None:
                 qshape_seconds,
                 ">= 10x faster than qshape",
                 summary * 10 <= qshape_seconds,
+            ),
+            Figure(
+                f"etrnctl report --no-sync, {options.domains} domains",
+                report_seconds,
+                "s",
+                "qshape deferred",
+                qshape_seconds,
+                ">= 10x faster than qshape",
+                report_seconds * 10 <= qshape_seconds,
             ),
         ],
         f"Queue filled with smtp-source in {fill_seconds:.0f}s; medians of {options.repeat} runs; "

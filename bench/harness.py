@@ -43,6 +43,11 @@ class Figure:
         return f"{self.value / self.anchor_value:.2f}x"
 
 
+def count_files(directory: Path) -> int:
+    """Files under ``directory``: how a bench sees a Postfix queue directory settle."""
+    return sum(len(files) for _root, _dirs, files in os.walk(directory))
+
+
 def median_seconds(action: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
     """Median wall time of ``repeat`` runs of ``action`` (and all the runs)."""
     runs = []
