@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench_queue import QUIET_QUEUE
-from harness import Figure, command_line, count_files, publish
+from harness import Figure, command_line, count_files, publish, smtp_source
 
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
@@ -46,25 +46,14 @@ def _source(
     relay: PrivatePostfix, domain: str, messages: int, sessions: int
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            "timeout",
-            "600",
-            "/usr/sbin/smtp-source",
-            "-N",
-            "-f",
-            "sender@client.example",
-            "-M",
-            "client.example",
-            "-t",
-            f"user@{domain}",
-            "-l",
-            "4096",
-            "-m",
-            str(messages),
-            "-s",
-            str(sessions),
-            f"{relay.address}:{relay.port}",
-        ],
+        smtp_source(
+            relay.address,
+            relay.port,
+            domain,
+            messages=messages,
+            sessions=sessions,
+            limit_seconds=600,
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Figure, command_line, count_files, median_seconds, publish
+from harness import Figure, command_line, count_files, median_seconds, publish, smtp_source
 
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix
@@ -45,25 +45,14 @@ def fill(relay: PrivatePostfix, domains: list[str], per_domain: int) -> float:
     started = time.perf_counter()
     for domain in domains:
         subprocess.run(
-            [
-                "timeout",
-                "300",
-                "/usr/sbin/smtp-source",
-                "-N",
-                "-f",
-                "sender@client.example",
-                "-M",
-                "client.example",
-                "-t",
-                f"user@{domain}",
-                "-l",
-                "4096",
-                "-m",
-                str(per_domain),
-                "-s",
-                "20",
-                f"{relay.address}:{relay.port}",
-            ],
+            smtp_source(
+                relay.address,
+                relay.port,
+                domain,
+                messages=per_domain,
+                sessions=20,
+                limit_seconds=300,
+            ),
             check=True,
             capture_output=True,
         )

@@ -32,7 +32,7 @@ from etrn_ext.config import IndexSettings
 from etrn_ext.core.model import Event, EventKind
 from etrn_ext.core.registry import DomainChanges, new_domain
 from etrn_ext.core.report import age_cutoffs
-from etrn_ext.index.store import IndexStore, event_values
+from etrn_ext.index.store import IndexStore
 
 BATCH = 20_000
 
@@ -68,7 +68,7 @@ def build_index(directory: Path, total: int, domains: int) -> Path:
             Event(NOW - 3600, EventKind.FLUSH, "relay1", "root", "requested", domain, flushed)
         )
     for start in range(0, len(events), BATCH):
-        store.write_batch([], [event_values(event) for event in events[start : start + BATCH]])
+        store.write_batch([], [event.fields() for event in events[start : start + BATCH]])
     with store.engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")
     store.close()

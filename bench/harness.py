@@ -48,6 +48,31 @@ def count_files(directory: Path) -> int:
     return sum(len(files) for _root, _dirs, files in os.walk(directory))
 
 
+def smtp_source(
+    address: str, port: int, domain: str, *, messages: int, sessions: int, limit_seconds: int
+) -> list[str]:
+    """argv of Postfix's smtp-source sending 4 KB messages to user@``domain``, time-boxed."""
+    return [
+        "timeout",
+        str(limit_seconds),
+        "/usr/sbin/smtp-source",
+        "-N",
+        "-f",
+        "sender@client.example",
+        "-M",
+        "client.example",
+        "-t",
+        f"user@{domain}",
+        "-l",
+        "4096",
+        "-m",
+        str(messages),
+        "-s",
+        str(sessions),
+        f"{address}:{port}",
+    ]
+
+
 def median_seconds(action: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
     """Median wall time of ``repeat`` runs of ``action`` (and all the runs)."""
     runs = []

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,16 @@ from etrn_ext.testing.site import SITE_PORT, FakeSite
 from etrn_ext.testing.tls import TestCa
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> object:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.1)
+    return predicate()
 
 
 def require(missing: str | None) -> None:

@@ -32,15 +32,7 @@ def recipient_json(row: HeldRecipient) -> dict[str, Any]:
 
 
 def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "at": render.iso_time(event.at),
-        "kind": event.kind.value,
-        "node": event.node,
-        "domain": event.domain,
-        "actor": event.actor,
-        "outcome": event.outcome,
-        "detail": dict(event.detail),
-    }
+    return {**event.fields(), "at": render.iso_time(event.at)}
 
 
 def _short(text: str, width: int = REASON_WIDTH) -> str:

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from etrn_ext.core.names import DomainName
 
@@ -129,6 +129,18 @@ class Event:
     outcome: str
     domain: str | None = None
     detail: Mapping[str, object] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """Plain values by name, as the index stores them and ``--json`` shows them."""
+        return {
+            "at": self.at,
+            "kind": self.kind.value,
+            "node": self.node,
+            "domain": self.domain,
+            "actor": self.actor,
+            "outcome": self.outcome,
+            "detail": dict(self.detail),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,19 +193,6 @@ def _held_from_row(row: Row[Any]) -> HeldRecipient:
     )
 
 
-def event_values(event: Event) -> dict[str, Any]:
-    """Column values of one audit event."""
-    return {
-        "at": event.at,
-        "kind": event.kind.value,
-        "node": event.node,
-        "domain": event.domain,
-        "actor": event.actor,
-        "outcome": event.outcome,
-        "detail": dict(event.detail),
-    }
-
-
 def _event_from_row(row: Row[Any]) -> Event:
     return Event(
         at=row.at,
@@ -309,7 +296,7 @@ class IndexStore:
         self.write_batch(held_values(rows), [])
 
     def record_event(self, event: Event) -> None:
-        self.write_batch([], [event_values(event)])
+        self.write_batch([], [event.fields()])
 
     def held_for(self, domain: DomainName) -> list[HeldRecipient]:
         """Pending recipients of one domain (all relays), oldest first."""
@@ -580,7 +567,7 @@ class IndexStore:
                 connection.execute(
                     notices.insert().values(domain=notice.domain, kind=notice.kind.value, **values)
                 )
-            connection.execute(events.insert().values(event_values(event)))
+            connection.execute(events.insert().values(event.fields()))
 
 
 def _outcome_from_row(row: Row[Any]) -> TriggerOutcome:

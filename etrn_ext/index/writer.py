@@ -23,7 +23,7 @@ from typing import Any, Final
 from etrn_ext.core.errors import IndexUnavailableError
 from etrn_ext.core.model import Event, HeldRecipient
 from etrn_ext.index.rows import HeldValues, held_values
-from etrn_ext.index.store import IndexStore, event_values
+from etrn_ext.index.store import IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class BatchWriter:
 
     def submit_event(self, event: Event) -> bool:
         """Queue one audit event; False if it had to be dropped."""
-        return self._put(_Rows(events=[event_values(event)]))
+        return self._put(_Rows(events=[event.fields()]))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted before this call is committed (or failed)."""

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from conftest import PolicyRelay
+from conftest import PolicyRelay, wait_for
 
 from etrn_ext.testing.site import FakeSite
 
 MakeRelay = Callable[..., PolicyRelay]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_held_mail_is_tagged_and_recorded(

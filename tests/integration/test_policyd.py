@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import PolicyRelay
+from conftest import PolicyRelay, wait_for
 
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.postfix import PrivatePostfix
@@ -21,16 +21,6 @@ def etrn(relay: PrivatePostfix, domain: str, source: str) -> tuple[int, str]:
         client.ehlo("mx.site.example")
         code, reply = client.docmd("ETRN", domain)
     return code, reply.decode()
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_held_mail_is_recorded_at_end_of_message(make_policy_relay: MakePolicyRelay) -> None:

@@ -7,7 +7,7 @@ import smtplib
 import time
 from collections.abc import Callable
 
-from conftest import SendmailRelay
+from conftest import SendmailRelay, wait_for
 
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.site import FakeSite
@@ -24,15 +24,6 @@ def etrn(setup: SendmailRelay, argument: str, source: str) -> tuple[int, str, fl
         client.ehlo("mx.site.test")
         code, reply = client.docmd("ETRN", argument)
     return code, reply.decode(), time.monotonic() - started
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    return predicate()
 
 
 def relay_with_mail(
