@@ -82,7 +82,7 @@ class IndexSettings:
         5.0, "how long to wait for a locked SQLite database before giving up", _positive
     )
     batch_max_rows: int = setting(
-        2000, "largest number of writes the batched writer commits in one transaction", _positive
+        5000, "largest number of writes the batched writer commits in one transaction", _positive
     )
     batch_max_delay_seconds: float = setting(
         0.05,

@@ -102,10 +102,11 @@ class BatchWriter:
         while running:
             batch = [self._queue.get()]
             rows = len(batch[0]) if isinstance(batch[0], _Rows) else 0
-            if rows and self._max_delay:
+            if rows and self._max_delay and self._queue.qsize() < self._max_rows:
                 # Let more rows pile up (group commit): one transaction then carries
                 # hundreds of messages, and sleeping (rather than waiting on the queue)
-                # spares a thread wake-up per message. Nobody waits for this.
+                # spares a thread wake-up per message. Nobody waits for this. With a
+                # full batch already waiting, sleeping would only cap the rate.
                 time.sleep(self._max_delay)
             while rows < self._max_rows:
                 try:
