@@ -6,7 +6,9 @@ acceptance  smtp-source sends MESSAGES 4 KB messages (SESSIONS parallel sessions
             of 20 % and of 100 % mail for intermittent domains (the rest is relayed
             and discarded). A third configuration points the same lines at a
             do-nothing DUNNO server: what the policy protocol itself costs Postfix.
-            A fourth has etrn-milter instead (postfix-config --milter lines).
+            A fourth has etrn-milter instead (postfix-config --milter lines), a fifth
+            the same milter lines with a do-nothing pymilter that has etrn-milter's
+            callbacks: what a Python milter itself costs Postfix.
             Configurations alternate within each repetition.
 etrn        100 held messages for one domain, delivered to a fake site: the time from
             ``postqueue -s`` until the site has them all, against the time from an SMTP
@@ -19,6 +21,7 @@ Needs root (Postfix).
 from __future__ import annotations
 
 import argparse
+import os
 import smtplib
 import statistics
 import subprocess
@@ -71,6 +74,28 @@ def accept(relay: PrivatePostfix, messages: int, sessions: int, held_share: floa
     for sender in senders:
         sender.wait()
     return messages / (time.perf_counter() - started)
+
+
+def serve_null_milter(socket_path: str) -> None:
+    """A pymilter with etrn-milter's callbacks (MAIL and RCPT without replies, then
+    END-OF-MESSAGE) that does nothing in them."""
+    import Milter
+
+    class NullMilter(Milter.Base):  # type: ignore[misc]
+        @Milter.noreply  # type: ignore[untyped-decorator]
+        def envfrom(self, mailfrom: str, *params: str) -> int:
+            return Milter.CONTINUE  # type: ignore[no-any-return]
+
+        @Milter.noreply  # type: ignore[untyped-decorator]
+        def envrcpt(self, to: str, *params: str) -> int:
+            return Milter.CONTINUE  # type: ignore[no-any-return]
+
+        def eom(self) -> int:
+            return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    os.umask(0o000)  # Postfix's smtpd (user postfix) must be able to connect
+    Milter.factory = NullMilter
+    Milter.runmilter("null-milter", f"unix:{socket_path}", timeout=600)
 
 
 def configure(relay: PrivatePostfix, hook: str | None, bare: dict[str, str]) -> None:
@@ -139,7 +164,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--null-milter", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.null_milter:
+        serve_null_milter(options.null_milter)
+        return
     site = FakeSite(free_loopback_address((2526,))).start()
     relay = PrivatePostfix(
         address=free_loopback_address((25,)),
@@ -164,6 +193,7 @@ def main() -> None:
         "hooks": "policy:unix:private/etrn-policy",
         "dunno": "policy:unix:private/dunno-policy",
         "milter": "milter:unix:private/etrn-milter",
+        "nullmilter": "milter:unix:private/null-milter",
     }
     rates: dict[str, list[float]] = {
         f"{n}{share}": [] for n in configurations for share in (20, 100)
@@ -204,6 +234,14 @@ def main() -> None:
                 str(dunno_path),
             ]
         )
+        null_milter = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--null-milter",
+                str(relay.queue_directory / "private" / "null-milter"),
+            ]
+        )
         for _ in range(options.repeat):
             for name, service in configurations.items():
                 configure(relay, service, bare)
@@ -212,6 +250,7 @@ def main() -> None:
                     rate = accept(relay, options.messages, options.sessions, share / 100)
                     rates[f"{name}{share}"].append(rate)
         dunno.terminate()
+        null_milter.terminate()
         configure(relay, configurations["hooks"], bare)
         flush_runs, etrn_runs = measure_etrn(relay, site, options.repeat)
         daemon.stop()
@@ -220,6 +259,21 @@ def main() -> None:
         relay.stop()
         relay.remove()
         site.stop()
+
+    publish_figures(
+        rates,
+        flush_runs,
+        etrn_runs,
+        f"smtp-source, {options.messages} messages of 4 KB per run, {options.sessions} "
+        f"sessions; {options.repeat} repetitions, configurations alternating. The fake site "
+        "is aiosmtpd.",
+    )
+
+
+def publish_figures(
+    rates: dict[str, list[float]], flush_runs: list[float], etrn_runs: list[float], notes: str
+) -> None:
+    """The acceptance and ETRN figures, ratios as medians of per-repetition ratios."""
 
     def median(name: str) -> float:
         return statistics.median(rates[name])
@@ -294,6 +348,22 @@ def main() -> None:
                 milter100 >= 0.80,
             ),
             Figure(
+                "acceptance, same milter lines with a do-nothing pymilter, 20 %",
+                median("nullmilter20"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare20"),
+                "-",
+            ),
+            Figure(
+                "acceptance, same milter lines with a do-nothing pymilter, 100 %",
+                median("nullmilter100"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare100"),
+                "-",
+            ),
+            Figure(
                 "ETRN (via etrn-policyd) to 100 delivered",
                 etrn,
                 "s",
@@ -303,9 +373,8 @@ def main() -> None:
                 etrn <= 1.2 * flush,
             ),
         ],
-        f"smtp-source, {options.messages} messages of 4 KB per run, {options.sessions} sessions; "
-        f"ratios are medians of per-repetition ratios ({ratio20:.2f}x and {ratio100:.2f}x), "
-        f"{options.repeat} repetitions, configurations alternating. The fake site is aiosmtpd.",
+        f"{notes} Ratios are medians of per-repetition ratios (etrn-policyd {ratio20:.2f}x "
+        f"and {ratio100:.2f}x, etrn-milter {milter20:.2f}x and {milter100:.2f}x).",
     )
 
 

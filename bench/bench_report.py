@@ -31,7 +31,7 @@ from etrn_ext.cli.main import cli
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.model import Event, EventKind
 from etrn_ext.core.registry import DomainChanges, new_domain
-from etrn_ext.core.report import age_cutoffs
+from etrn_ext.core.report import age_cutoffs, expiry_cutoff
 from etrn_ext.index.store import IndexStore
 
 BATCH = 20_000
@@ -100,13 +100,20 @@ def anchors(index: Path, repeat: int) -> tuple[float, float]:
     """
     raw = sqlite3.connect(index)
     pending = "state IN ('held', 'flushing')"
-    cuts = ", ".join(
-        f"count(*) FILTER (WHERE arrival_time <= {cutoff})" for cutoff in age_cutoffs(NOW)
+    usage = (
+        "sum(counts_message)",
+        "count(*)",
+        "sum(size * counts_message)",
+        "min(arrival_time)",
+        "max(arrival_time)",
     )
+    cuts = [f"count(*) FILTER (WHERE arrival_time <= {cutoff})" for cutoff in age_cutoffs(NOW)]
+    # the expiring mail: the stand-in's 5d lifetime, the default 1d warning window
+    early = expiry_cutoff(NOW, 5 * 86400.0, 86400.0)
+    expiring = [f"{column} FILTER (WHERE arrival_time <= {early})" for column in usage]
     flat = (
-        "SELECT domain, sum(counts_message), count(*), sum(size * counts_message), "
-        f"min(arrival_time), max(arrival_time), {cuts} FROM etrn_held WHERE {pending} "
-        "GROUP BY domain"
+        f"SELECT domain, {', '.join([*usage, *cuts, *expiring])} FROM etrn_held "
+        f"WHERE {pending} GROUP BY domain"
     )
     per_message = (
         "SELECT domain, count(*), sum(r), sum(s), min(a) FROM (SELECT domain, count(*) r, "

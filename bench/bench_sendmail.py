@@ -24,7 +24,6 @@ from collections.abc import Callable
 from harness import Figure, command_line, publish
 
 from etrn_ext.config import MtaSettings
-from etrn_ext.core.names import parse_domain
 from etrn_ext.mta.sendmail import SendmailAdapter
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.sendmail import PrivateSendmail
@@ -73,9 +72,10 @@ def main() -> None:
         )
         for _ in range(options.repeat):
             for mode in ("exact", "substring"):
-                fill(
-                    relay, ["site.test"] * options.site + ["site.testing.org"] * options.lookalikes
-                )
+                # The exact flush leaves the lookalikes queued and -qR takes them, so
+                # each run starts with the same SITE and LOOKALIKES waiting.
+                lookalikes = options.lookalikes if mode == "exact" else 0
+                fill(relay, ["site.test"] * options.site + ["site.testing.org"] * lookalikes)
                 site.messages.clear()
                 if mode == "exact":
                     seconds = timed(
@@ -94,8 +94,6 @@ def main() -> None:
                     substring_runs.append(seconds)
                 received = site.wait_for_recipients(options.site, timeout=60)
                 wrong[mode] += sum(not r.endswith("@site.test") for r in received)
-            adapter.flush_domain(parse_domain("site.testing.org"))  # tidy the lookalikes
-            site.wait_for_recipients(0, timeout=1)
     finally:
         relay.stop()
         relay.remove()
