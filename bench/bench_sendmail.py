@@ -3,10 +3,11 @@
 A private Sendmail holds MESSAGES messages (held for ETRN, one queue group): SITE
 of them for site.test, LOOKALIKES for site.testing.org (which Sendmail's substring
 match also takes), the rest for 98 other intermittent domains. Each repetition flushes
-site.test to a live fake site once each way, in the foreground (-qf), and refills:
+site.test to a live fake site once each way, in the foreground (-qf), and refills;
+then the site goes down and both ways are timed again (nothing can be delivered):
 
-  exact       read the queue files for site.test's ids (etrn-ext's SendmailAdapter), then
-              one ``sendmail -qf -qI<id> -qI<id>...``
+  exact       read the queue files for site.test's ids (SendmailAdapter.queue_ids_for,
+              as etrn-ext's flush does), then one ``sendmail -qf -qI<id> -qI<id>...``
   substring   ``sendmail -qf -qR@site.test`` (what ETRN site.test does)
 
 Both times include everything each needs; "wrong messages" counts recipients delivered
@@ -24,12 +25,14 @@ from collections.abc import Callable
 from harness import Figure, command_line, publish
 
 from etrn_ext.config import MtaSettings
+from etrn_ext.core.names import parse_domain
 from etrn_ext.mta.sendmail import SendmailAdapter
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.sendmail import PrivateSendmail
 from etrn_ext.testing.site import FakeSite
 from etrn_ext.testing.smtp import send_message
 
+SITE = parse_domain("site.test")
 OTHERS = [f"s{number:02d}.test" for number in range(98)]
 
 
@@ -61,7 +64,7 @@ def main() -> None:
         domains=["site.test", *OTHERS],
         other_routes={"site.testing.org": f"etrnhold:[{site.address}]"},
     )
-    exact_runs, substring_runs = [], []
+    exact_runs, substring_runs, down_runs = [], [], {"exact": [], "substring": []}
     wrong = {"exact": 0, "substring": 0}
     try:
         relay.start()
@@ -81,11 +84,7 @@ def main() -> None:
                     seconds = timed(
                         lambda: relay.command(
                             "-qf",
-                            *(
-                                f"-qI{entry.queue_id}"
-                                for entry in adapter.list_queue()
-                                if any(r.address.endswith("@site.test") for r in entry.recipients)
-                            ),
+                            *(f"-qI{queue_id}" for queue_id in adapter.queue_ids_for(SITE)),
                         )
                     )
                     exact_runs.append(seconds)
@@ -94,11 +93,24 @@ def main() -> None:
                     substring_runs.append(seconds)
                 received = site.wait_for_recipients(options.site, timeout=60)
                 wrong[mode] += sum(not r.endswith("@site.test") for r in received)
+        # Site down, as in the research: both runs fail to connect and the mail stays.
+        fill(relay, ["site.test"] * options.site + ["site.testing.org"] * options.lookalikes)
+        site.stop()
+        for _ in range(options.repeat):
+            down_runs["exact"].append(
+                timed(
+                    lambda: relay.command(
+                        "-qf", *(f"-qI{queue_id}" for queue_id in adapter.queue_ids_for(SITE))
+                    )
+                )
+            )
+            down_runs["substring"].append(timed(lambda: relay.command("-qf", "-qR@site.test")))
     finally:
         relay.stop()
         relay.remove()
         site.stop()
     exact, substring = statistics.median(exact_runs), statistics.median(substring_runs)
+    exact_down, substring_down = (statistics.median(down_runs[m]) for m in ("exact", "substring"))
     publish(
         "sendmail",
         command_line(),
@@ -111,6 +123,15 @@ def main() -> None:
                 substring,
                 "not slower than -qR",
                 exact <= substring,
+            ),
+            Figure(
+                f"exact flush of {options.site} of {options.messages:,}, site down",
+                exact_down,
+                "s",
+                "sendmail -qf -qR@site.test, site down",
+                substring_down,
+                "not slower than -qR",
+                exact_down <= substring_down,
             ),
             Figure(
                 "wrong messages moved by the exact flush",

@@ -99,10 +99,14 @@ class SendmailAdapter:
         run_command(argv, timeout=self.settings.command_timeout_seconds)
 
     def list_queue(self) -> Iterator[QueueEntry]:
-        for directory in queue_directories(self.cf_text()):
-            yield from self._scan(Path(directory))
+        return self._entries(None)
 
-    def _scan(self, directory: Path) -> Iterator[QueueEntry]:
+    def _entries(self, mentioning: bytes | None) -> Iterator[QueueEntry]:
+        """Every queued message, or those whose qf file contains ``mentioning`` (lower case)."""
+        for directory in queue_directories(self.cf_text()):
+            yield from self._scan(Path(directory), mentioning)
+
+    def _scan(self, directory: Path, mentioning: bytes | None) -> Iterator[QueueEntry]:
         qf_directory = directory / "qf" if (directory / "qf").is_dir() else directory
         df_directory = directory / "df" if (directory / "df").is_dir() else directory
         try:
@@ -114,27 +118,32 @@ class SendmailAdapter:
                 continue
             queue_id = name[2:]
             try:
-                text = (qf_directory / name).read_text(errors="replace")
+                data = (qf_directory / name).read_bytes()
             except FileNotFoundError:  # delivered while we listed
                 continue
+            if mentioning is not None and mentioning not in data.lower():
+                continue  # most of a big queue is other domains' mail: skip the parsing
             try:
                 size = (df_directory / f"df{queue_id}").stat().st_size
             except FileNotFoundError:
                 size = 0
-            yield parse_qf(text, queue_id, directory.name, size)
+            yield parse_qf(data.decode(errors="replace"), queue_id, directory.name, size)
 
     def flush_domain(self, domain: DomainName) -> None:
         """Flush exactly the messages with a recipient in ``domain`` (or ``-qR@`` if configured)."""
         if self.settings.sendmail_flush == "substring":
             self._run(f"-qR@{domain.ascii}")
             return
+        self._flush(self.queue_ids_for(domain))
+
+    def queue_ids_for(self, domain: DomainName) -> list[str]:
+        """Queued messages with a recipient in ``domain`` itself (not by substring)."""
         suffix = "@" + domain.ascii
-        wanted = [
+        return [
             entry.queue_id
-            for entry in self.list_queue()
+            for entry in self._entries(suffix.encode())
             if any(r.address.lower().endswith(suffix) for r in entry.recipients)
         ]
-        self._flush(wanted)
 
     def flush_ids(self, queue_ids: Sequence[QueueId]) -> None:
         self._flush([queue_id.value for queue_id in queue_ids])
