@@ -113,12 +113,14 @@ class SendmailAdapter:
             names = sorted(os.listdir(qf_directory))
         except FileNotFoundError:
             return
+        qf_path = str(qf_directory)
         for name in names:
             if not name.startswith("qf"):
                 continue
             queue_id = name[2:]
-            try:
-                data = (qf_directory / name).read_bytes()
+            try:  # plain os calls: on a queue of thousands, Path objects cost as much as reading
+                with open(os.path.join(qf_path, name), "rb", buffering=0) as qf:
+                    data = qf.read()
             except FileNotFoundError:  # delivered while we listed
                 continue
             if mentioning is not None and mentioning not in data.lower():
