@@ -8,6 +8,8 @@ index failed and why without knowing SQLAlchemy.
 from __future__ import annotations
 
 import functools
+import itertools
+import string
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
@@ -21,6 +23,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal_column,
     select,
     update,
 )
@@ -158,6 +161,7 @@ def _pending_by_domain(
 
 
 QUEUE_IDS_PER_STATEMENT: Final = 500
+_SLICE_LETTERS: Final = string.ascii_lowercase
 
 
 @functools.cache
@@ -414,20 +418,60 @@ class IndexStore:
     ) -> dict[str, ArrivalProfile]:
         """Per domain, in one pass over the pending rows: the usage, the recipients that
         arrived at or before each of ``cutoffs``, and the mail that arrived at or before
-        ``early_cutoff``."""
-        before = [func.count().filter(held.c.arrival_time <= cutoff) for cutoff in cutoffs]
-        early = _usage_columns(held.c.arrival_time <= early_cutoff)
-        query = _pending_by_domain([*_usage_columns(), *before, *early], only)
-        split = len(_USAGE_FIELDS) + 1
+        ``early_cutoff``.
+
+        Each recipient adds one letter, naming its arrival slice between the sorted
+        cutoffs, to a per-domain string; Python counts the letters. One CASE and one
+        string aggregate per row cost a third of what one filtered count per cutoff did
+        (bench/bench_report.py).
+        """
+        bounds = sorted({*cutoffs, early_cutoff})
+        if len(bounds) >= len(_SLICE_LETTERS):
+            raise ValueError(f"at most {len(_SLICE_LETTERS) - 1} arrival cutoffs")
+        letters = _SLICE_LETTERS[: len(bounds) + 1]
+        arrival = held.c.arrival_time
+        # The letters are constants written into the SQL: as bound parameters SQLite
+        # copies one per row, a fifth of the query's time.
+        constants: list[ColumnElement[str]] = [literal_column(f"'{letter}'") for letter in letters]
+        slice_letter = case(
+            *((arrival <= bound, letter) for bound, letter in zip(bounds, constants, strict=False)),
+            else_=constants[-1],
+        )
+        early = arrival <= early_cutoff
+        query = _pending_by_domain(
+            [
+                *_usage_columns(),
+                func.aggregate_strings(slice_letter, ""),
+                func.sum(held.c.counts_message).filter(early),
+                func.sum(held.c.size * held.c.counts_message).filter(early),
+                func.max(arrival).filter(early),
+            ],
+            only,
+        )
+        profiles: dict[str, ArrivalProfile] = {}
         with self.engine.connect() as connection:
-            return {
-                row[0]: ArrivalProfile(
-                    _usage(row[0], row[1:split]),
-                    tuple(int(count) for count in row[split : split + len(cutoffs)]),
-                    _usage(row[0], row[split + len(cutoffs) :]),
+            for row in connection.execute(query):
+                domain, *values = row
+                usage = _usage(domain, values[: len(_USAGE_FIELDS)])
+                arrived, early_messages, early_bytes, early_newest = values[len(_USAGE_FIELDS) :]
+                counts = itertools.accumulate(arrived.count(letter) for letter in letters)
+                at_or_before = dict(zip(bounds, counts, strict=False))
+                early_recipients = at_or_before[early_cutoff]
+                profiles[domain] = ArrivalProfile(
+                    usage,
+                    tuple(at_or_before[cutoff] for cutoff in cutoffs),
+                    _usage(
+                        domain,
+                        (
+                            early_messages,
+                            early_recipients,
+                            early_bytes,
+                            usage.oldest_arrival if early_recipients else None,
+                            early_newest,
+                        ),
+                    ),
                 )
-                for row in connection.execute(query)
-            }
+        return profiles
 
     @_reports_database_errors
     def recipient_states(self, queue_ids: Collection[str]) -> dict[tuple[str, str, str], Counts]:
