@@ -297,6 +297,15 @@ def wants_starttls(policy: TlsPolicy, offered: bool) -> bool:
     return offered and policy is not TlsPolicy.OFF
 
 
+def plain_after_refused_starttls(policy: TlsPolicy) -> bool:
+    """Whether a relay that answers STARTTLS with an error may be used without TLS.
+
+    RFC 3207 lets the client go on in plain text; only ``opportunistic`` does. A
+    handshake that fails (a bad certificate) is never downgraded.
+    """
+    return policy is TlsPolicy.OPPORTUNISTIC
+
+
 def auth_failure(encrypted: bool, advertised: bool) -> SessionFailure | None:
     """Credentials are only ever sent inside TLS, and only to a relay that offers AUTH."""
     if not encrypted:
@@ -378,7 +387,16 @@ def parse_credentials(text: str) -> dict[str, Credentials]:
         username, colon, password = "".join(secret).partition(":")
         if not colon or not username or not password:
             raise InvalidInputError("credentials line", str(number), "expected RELAY USER:PASSWORD")
-        found[_credentials_key(key)] = Credentials(username, password)
+        if not (username + password).isascii():
+            # smtplib's AUTH sends ASCII only; its error would quote the secret
+            raise InvalidInputError(
+                "credentials line", str(number), "user name and password must be ASCII"
+            )
+        try:
+            relay = _credentials_key(key)
+        except InvalidInputError as exc:
+            raise InvalidInputError("credentials line", str(number), str(exc)) from exc
+        found[relay] = Credentials(username, password)
     return found
 
 

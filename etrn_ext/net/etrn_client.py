@@ -8,11 +8,10 @@ what TLS checks the certificate against.
 
 from __future__ import annotations
 
-import contextlib
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from etrn_ext.core.errors import ConfigError
@@ -25,6 +24,7 @@ from etrn_ext.core.trigger import (
     TlsPolicy,
     auth_failure,
     etrn_failure,
+    plain_after_refused_starttls,
     tls_failure,
     wants_starttls,
 )
@@ -94,8 +94,8 @@ def _failure_from(stage: Stage, exc: OSError) -> SessionFailure:
         return SessionFailure(
             stage, f"certificate verification failed: {exc.verify_message}", final=True
         )
-    if isinstance(exc, ssl.SSLError):
-        return SessionFailure(stage, f"TLS failed: {exc.reason or exc}", final=True)
+    if isinstance(exc, ssl.SSLError):  # a dropped handshake is worth another try
+        return SessionFailure(stage, f"TLS failed: {exc.reason or exc}")
     if isinstance(exc, smtplib.SMTPException) and not isinstance(
         exc, smtplib.SMTPServerDisconnected
     ):
@@ -103,18 +103,40 @@ def _failure_from(stage: Stage, exc: OSError) -> SessionFailure:
     return SessionFailure(stage, clean_text(str(exc) or type(exc).__name__))
 
 
-class _Session:
-    """One connection's steps; ``stage`` says how far it got when something fails."""
+SecondsLeft = Callable[[], float]
 
-    def __init__(self, client: smtplib.SMTP, options: ClientOptions) -> None:
+
+def _step_timeout(timeout: float, seconds_left: float) -> float:
+    """The socket timeout of one step: never past the run's deadline."""
+    if seconds_left <= 0:
+        raise TimeoutError("the run's deadline passed")
+    return min(timeout, seconds_left)
+
+
+class _Session:
+    """One connection's steps; ``stage`` says how far it got when something fails.
+
+    Every step gets its own timeout, cut to what is left of the run's deadline, so a
+    relay that answers slowly at each step cannot stretch the run past it.
+    """
+
+    def __init__(
+        self, client: smtplib.SMTP, options: ClientOptions, seconds_left: SecondsLeft
+    ) -> None:
         self.client = client
         self.options = options
+        self.seconds_left = seconds_left
         self.stage = Stage.EHLO
         self.encrypted = False
         self.answers: dict[str, SmtpAnswer] = {}
 
+    def _begin(self, stage: Stage) -> None:
+        self.stage = stage
+        if self.client.sock is not None:
+            self.client.sock.settimeout(_step_timeout(self.options.timeout, self.seconds_left()))
+
     def _ehlo(self) -> SessionFailure | None:
-        self.stage = Stage.EHLO
+        self._begin(Stage.EHLO)
         code, message = self.client.ehlo(self.options.helo_name)
         if code != EHLO_OK:
             return SessionFailure(Stage.EHLO, str(decode_reply(code, message)), code)
@@ -129,15 +151,12 @@ class _Session:
         if failure:
             return failure
         if wants_starttls(self.options.tls, offered):
-            self.stage = Stage.STARTTLS
-            self.client.starttls(context=self.options.tls_context)
-            self.encrypted = True
-            failure = self._ehlo()
+            failure = self._starttls()
             if failure:
                 return failure
         credentials = self.options.credentials
         if credentials is not None:
-            self.stage = Stage.AUTH
+            self._begin(Stage.AUTH)
             failure = auth_failure(self.encrypted, self.client.has_extn("auth"))
             if failure:
                 return failure
@@ -147,8 +166,30 @@ class _Session:
         if failure:
             return failure
         for argument in arguments:
+            self._begin(Stage.ETRN)
             self.answers[argument] = decode_reply(*self.client.docmd("ETRN", argument))
         return None
+
+    def _starttls(self) -> SessionFailure | None:
+        self._begin(Stage.STARTTLS)
+        try:
+            self.client.starttls(context=self.options.tls_context)
+        except smtplib.SMTPResponseException:
+            if plain_after_refused_starttls(self.options.tls):
+                return None  # the session is still the plain one, in the same state
+            raise
+        self.encrypted = True
+        return self._ehlo()
+
+    def close(self, *, say_quit: bool) -> None:
+        """QUIT when the session is in step and time is left; then close the socket."""
+        if say_quit:
+            try:
+                self._begin(self.stage)
+                self.client.quit()
+            except OSError:
+                pass
+        self.client.close()
 
 
 def ask_relay(
@@ -156,12 +197,18 @@ def ask_relay(
     addresses: Sequence[IPAddress],
     arguments: Sequence[str],
     options: ClientOptions,
+    seconds_left: SecondsLeft,
 ) -> SessionReport:
-    """Connect to the first of ``addresses`` that answers, then send ``ETRN`` per argument."""
+    """Connect to the first of ``addresses`` that answers, then send ``ETRN`` per argument.
+
+    ``seconds_left`` tells how much of the run's deadline remains: no step waits past
+    it and no address is dialled after it.
+    """
     tried: list[str] = []
     for address in addresses:
         client = _DialledSMTP(str(address), relay.host, options)
         try:
+            client.timeout = _step_timeout(options.timeout, seconds_left())
             code, message = client.connect(relay.host, relay.port)
         except OSError as exc:
             tried.append(f"{address}: {exc.strerror or str(exc) or type(exc).__name__}")
@@ -171,14 +218,14 @@ def ask_relay(
             client.close()
             greeting = SessionFailure(Stage.GREETING, str(decode_reply(code, message)), code)
             return SessionReport(str(address), failure=greeting)
-        session = _Session(client, options)
+        session = _Session(client, options, seconds_left)
+        in_step = True
         try:
             failure = session.run(arguments)
         except OSError as exc:  # smtplib's errors, timeouts, resets and TLS errors alike
             failure = _failure_from(session.stage, exc)
-        with contextlib.suppress(OSError):
-            client.quit()
-        client.close()
+            in_step = not isinstance(exc, TimeoutError)  # a reply may still be on its way
+        session.close(say_quit=in_step)
         return SessionReport(str(address), session.encrypted, session.answers, failure)
     reason = "; ".join(tried) or "no address"
     return SessionReport(failure=SessionFailure(Stage.CONNECT, clean_text(reason)))

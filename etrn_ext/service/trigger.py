@@ -278,13 +278,16 @@ class _Run:
             (literal,) if literal else connection_order(self.network.resolver.addresses(relay.host))
         )
         if addresses:
-            remaining = max(self.deadline - self.network.monotonic(), 0.1)
             options = dataclasses.replace(
-                self.plan.options,
-                timeout=min(self.plan.options.timeout, remaining),
-                credentials=credentials_for(relay, self.plan.credentials),
+                self.plan.options, credentials=credentials_for(relay, self.plan.credentials)
             )
-            report = ask_relay(relay, addresses, [target.argument for target in targets], options)
+            report = ask_relay(
+                relay,
+                addresses,
+                [target.argument for target in targets],
+                options,
+                lambda: self.deadline - self.network.monotonic(),
+            )
         else:
             no_address = f"no address for {relay.host} in DNS"
             report = SessionReport(failure=SessionFailure(Stage.CONNECT, no_address))

@@ -3,6 +3,7 @@
 Each ETRN argument gets the replies scripted for it in turn (the last one repeats), so
 a test can have a relay answer 458 twice and then 250. A reply can be ``Slow`` to make
 the client time out. The relay can offer STARTTLS (with a certificate from a test CA),
+answer it with a scripted reply instead (a 454, or a 220 and a dropped connection),
 demand AUTH before ETRN, or not advertise ETRN at all. It records what it was asked.
 """
 
@@ -57,9 +58,20 @@ class _Script:
 class _EtrnSMTP(SMTP):
     """aiosmtpd's SMTP with the ETRN verb, the way Mailman's fake MTA adds STAT."""
 
-    def __init__(self, handler: Any, *, script: _Script, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Any, *, script: _Script, starttls_reply: str | None, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self.script = script
+        self.starttls_reply = starttls_reply
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.starttls_reply is None:
+            await super().smtp_STARTTLS(arg)
+            return
+        await self.push(self.starttls_reply)
+        if self.starttls_reply.startswith("220") and self.transport is not None:
+            self.transport.close()  # the handshake never happens: a link that dropped
 
     @syntax("ETRN node")
     async def smtp_ETRN(self, arg: str) -> None:
@@ -115,7 +127,8 @@ class EtrnRelay:
 
     ``replies`` maps an ETRN argument (or ``*``) to the replies it gets in turn.
     ``credentials`` (user -> password) makes the relay demand AUTH before ETRN; AUTH is
-    offered only inside TLS, as on real relays.
+    offered only inside TLS, as on real relays. ``starttls_reply`` answers STARTTLS
+    instead of starting TLS.
     """
 
     def __init__(
@@ -128,6 +141,7 @@ class EtrnRelay:
         credentials: Mapping[str, str] | None = None,
         advertise_etrn: bool = True,
         name: str = "relay.test",
+        starttls_reply: str | None = None,
     ) -> None:
         self.address = address
         self.port = port
@@ -135,10 +149,11 @@ class EtrnRelay:
         self.handler = _Handler(advertise_etrn, credentials or {})
         self.tls_context = tls_context
         self.name = name
+        self.starttls_reply = starttls_reply
         self._controller: Controller | None = None
 
     def start(self) -> EtrnRelay:
-        script = self.script
+        script, starttls_reply = self.script, self.starttls_reply
         smtp_options: dict[str, Any] = {
             "tls_context": self.tls_context,
             "authenticator": self.handler.authenticate,
@@ -147,7 +162,9 @@ class EtrnRelay:
 
         class _Controller(Controller):
             def factory(self) -> SMTP:
-                return _EtrnSMTP(self.handler, script=script, **self.SMTP_kwargs)
+                return _EtrnSMTP(
+                    self.handler, script=script, starttls_reply=starttls_reply, **self.SMTP_kwargs
+                )
 
         self._controller = _Controller(
             self.handler,

@@ -188,6 +188,20 @@ def test_a_relay_that_never_answers_in_time_ends_temporary_at_the_deadline(
     assert result.summary is Summary.PARTIAL
 
 
+def test_slow_steps_of_one_session_cannot_stretch_the_run_past_its_deadline(
+    make_etrn_relay: MakeRelay, site_context: SiteContext
+) -> None:
+    # Each ETRN is answered within the timeout, but four of them take longer than the run.
+    relay = make_etrn_relay(replies={"*": [Slow(0.25, "250 OK")]})
+    started = time.monotonic()
+    targets = ("a.example", "b.example", "c.example", "d.example")
+    result = run(site_context(timeout_seconds=0.3, deadline_seconds=0.6), [relay], *targets)
+    assert time.monotonic() - started < 0.6 + 0.3
+    statuses = [outcome.status for outcome in result.outcomes]
+    assert statuses[:2] == [Status.FLUSHED, Status.FLUSHED]
+    assert Status.TEMPORARY in statuses[2:]
+
+
 def test_an_unreachable_relay_is_retried_until_it_comes_up(
     make_etrn_relay: MakeRelay, site_context: SiteContext
 ) -> None:
@@ -253,6 +267,29 @@ def test_opportunistic_tls_uses_it_when_offered_and_goes_plain_otherwise(
         (Status.FLUSHED, False),
     ]
     assert [with_tls.seen[0].tls, plain.seen[0].tls] == [True, False]
+
+
+def test_opportunistic_tls_goes_plain_when_the_relay_refuses_starttls(
+    make_etrn_relay: MakeRelay, site_context: SiteContext, test_ca: TestCa
+) -> None:
+    relay = make_etrn_relay(tls=True, starttls_reply="454 4.7.0 TLS not available")
+    ctx = site_context(tls_ca_file=str(test_ca.ca_file))
+    [outcome] = run(ctx, [relay], tls="opportunistic").outcomes
+    assert (outcome.status, outcome.encrypted, relay.seen[0].tls) == (Status.FLUSHED, False, False)
+    [required] = run(ctx, [relay], tls="required", deadline_seconds=0.5).outcomes
+    assert (required.status, required.code) == (Status.TEMPORARY, 454)
+    assert len(relay.seen) == 1
+
+
+def test_a_dropped_tls_handshake_is_temporary_and_retried(
+    make_etrn_relay: MakeRelay, site_context: SiteContext, test_ca: TestCa
+) -> None:
+    relay = make_etrn_relay(tls=True, starttls_reply="220 2.0.0 Ready to start TLS")
+    ctx = site_context(tls_ca_file=str(test_ca.ca_file), retry_initial_seconds=0.1)
+    [outcome] = run(ctx, [relay], tls="required", deadline_seconds=1.0).outcomes
+    assert outcome.status is Status.TEMPORARY
+    assert outcome.attempts > 1
+    assert relay.seen == []
 
 
 def test_a_certificate_from_an_unknown_ca_is_refused_not_downgraded(

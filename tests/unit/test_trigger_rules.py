@@ -303,10 +303,21 @@ def test_credentials_by_host_port_host_then_star() -> None:
     assert "s3cret" not in repr(table)
 
 
-def test_a_bad_credentials_line_is_named_without_its_secret() -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        pytest.param("mx.example user-without-password-secret\n", "2", "RELAY USER", id="no-colon"),
+        pytest.param("mx.example site:pässwörd-secret\n", "2", "ASCII", id="not-ascii"),
+        pytest.param("mx.example:99999 site:secret\n", "2", "mx.example:99999", id="bad-relay"),
+    ],
+)
+def test_a_bad_credentials_line_is_named_without_its_secret(
+    text: str, line: str, reason: str
+) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        parse_credentials("mx.example user-without-password-secret\n")
-    assert caught.value.value == "1"
+        parse_credentials("# relays\n" + text)
+    assert caught.value.value == line
+    assert reason in caught.value.reason
     assert "secret" not in str(caught.value)
 
 
