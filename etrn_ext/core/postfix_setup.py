@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from etrn_ext.core.model import IntermittentDomain
-from etrn_ext.core.units import format_duration, parse_duration
+from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, format_duration, parse_duration
 
 ETRN_TRANSPORT: Final = "etrn-only"
 DEFAULT_LIFETIME: Final = "5d"
@@ -195,7 +195,9 @@ def _domain_findings(domain: IntermittentDomain, facts: PostfixFacts) -> list[Fi
                 f"add .{name} to relay_domains",
             )
         )
-    lifetime = parse_duration(parameters.get("maximal_queue_lifetime", DEFAULT_LIFETIME))
+    lifetime = parse_duration(
+        parameters.get("maximal_queue_lifetime", DEFAULT_LIFETIME), QUEUE_LIFETIME_UNIT
+    )
     outage = domain.expected_outage_seconds
     if outage is not None and lifetime < outage:
         findings.append(
@@ -275,7 +277,7 @@ def _merged(current: str | None, additions: Sequence[str]) -> str:
 
 def recommended_lifetime(domains: Sequence[IntermittentDomain], current: str | None) -> str:
     """The larger of the current lifetime and the longest expected outage plus a margin."""
-    lifetime = parse_duration(current or DEFAULT_LIFETIME)
+    lifetime = parse_duration(current or DEFAULT_LIFETIME, QUEUE_LIFETIME_UNIT)
     outages = [d.expected_outage_seconds for d in domains if d.expected_outage_seconds]
     if outages and max(outages) + LIFETIME_MARGIN > lifetime:
         return format_duration(max(outages) + LIFETIME_MARGIN)

@@ -16,17 +16,17 @@ _DURATION_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 
 _NUMBER_WITH_UNIT: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]?)\Z")
 
 
-def _split(what: str, text: str, units: dict[str, int]) -> tuple[float, int]:
+def _split(what: str, text: str, units: dict[str, int]) -> tuple[float, str]:
+    """The number and its unit (lower case, ``""`` when none), the unit checked."""
     match = _NUMBER_WITH_UNIT.match(text.strip())
     if not match:
         raise InvalidInputError(
             what, text, f"expected a number with an optional unit ({units_hint(units)})"
         )
     number, unit = match.groups()
-    multiplier = units.get(unit.lower())
-    if multiplier is None:
+    if unit.lower() not in units:
         raise InvalidInputError(what, text, f"unknown unit {unit!r} ({units_hint(units)})")
-    return float(number), multiplier
+    return float(number), unit.lower()
 
 
 def units_hint(units: dict[str, int]) -> str:
@@ -35,14 +35,21 @@ def units_hint(units: dict[str, int]) -> str:
 
 def parse_size(text: str) -> int:
     """``500M`` -> 524288000; a bare number is bytes."""
-    number, multiplier = _split("size", text, _SIZE_UNITS)
-    return int(number * multiplier)
+    number, unit = _split("size", text, _SIZE_UNITS)
+    return int(number * _SIZE_UNITS[unit])
 
 
-def parse_duration(text: str) -> float:
-    """``5d`` -> 432000.0 seconds; a bare number is seconds (Postfix's default unit)."""
-    number, multiplier = _split("duration", text, _DURATION_UNITS)
-    return number * multiplier
+def parse_duration(text: str, default_unit: str = "s") -> float:
+    """``5d`` -> 432000.0 seconds; a bare number is in ``default_unit``.
+
+    The MTAs' queue lifetimes take days without a unit (Postfix's
+    ``maximal_queue_lifetime``, Sendmail's ``Timeout.queuereturn``): pass ``"d"``.
+    """
+    number, unit = _split("duration", text, _DURATION_UNITS)
+    return number * _DURATION_UNITS[unit or default_unit]
+
+
+QUEUE_LIFETIME_UNIT: Final = "d"
 
 
 def format_size(size: float) -> str:

@@ -22,7 +22,7 @@ from etrn_ext.core.errors import MtaCommandError
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
 from etrn_ext.core.postfix_setup import is_listed, split_list
-from etrn_ext.core.units import parse_duration
+from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, parse_duration
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.mta.logfile import read_log_records
 from etrn_ext.mta.run import LineStream, run_command
@@ -170,7 +170,8 @@ class PostfixAdapter:
             )
 
     def queue_lifetime_seconds(self) -> float:
-        return parse_duration(self.parameters(["maximal_queue_lifetime"])["maximal_queue_lifetime"])
+        lifetime = self.parameters(["maximal_queue_lifetime"])["maximal_queue_lifetime"]
+        return parse_duration(lifetime, QUEUE_LIFETIME_UNIT)
 
     def read_delivery_log(
         self, path: str, since: LogPosition | None

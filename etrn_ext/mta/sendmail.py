@@ -25,7 +25,7 @@ from etrn_ext.config import MtaSettings
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
 from etrn_ext.core.sendmail_setup import option_seconds, queue_directories
-from etrn_ext.core.units import parse_duration
+from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, parse_duration
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.mta.logfile import read_log_records
 from etrn_ext.mta.run import run_command
@@ -161,7 +161,9 @@ class SendmailAdapter:
         return self.settings.sendmail_flush == "substring"
 
     def queue_lifetime_seconds(self) -> float:
-        return parse_duration(option_seconds(self.cf_text(), "Timeout.queuereturn", "5d"))
+        return parse_duration(
+            option_seconds(self.cf_text(), "Timeout.queuereturn", "5d"), QUEUE_LIFETIME_UNIT
+        )
 
     def read_delivery_log(
         self, path: str, since: LogPosition | None

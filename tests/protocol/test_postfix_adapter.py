@@ -1,4 +1,5 @@
-"""The Postfix adapter's command lines, checked with recorder scripts standing in for Postfix."""
+"""The Postfix adapter's command lines, checked with recorder scripts standing in for Postfix
+(and the Sendmail adapter's reading of its queue lifetime)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from etrn_ext.config import MtaSettings
 from etrn_ext.core.errors import MtaCommandError
 from etrn_ext.core.names import parse_domain, parse_queue_id
 from etrn_ext.mta.postfix import NotFastFlushError, PostfixAdapter
+from etrn_ext.mta.sendmail import SendmailAdapter
 
 
 def _script(tmp_path: Path, name: str, body: str) -> str:
@@ -90,3 +92,15 @@ def test_mail_log_is_read_incrementally(tmp_path: Path) -> None:
     third, _ = adapter.read_delivery_log(str(log), position)
     assert [r.queue_id for r in third] == ["CCCCCC3"]
     assert adapter.read_delivery_log(str(tmp_path / "none"), position) == ([], position)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("3", 3 * 86400), ("36h", 36 * 3600)])
+def test_queue_lifetimes_without_a_unit_are_days(
+    tmp_path: Path, value: str, seconds: float
+) -> None:
+    postconf = _script(tmp_path, "postconf", f'echo "maximal_queue_lifetime = {value}"')
+    assert PostfixAdapter(MtaSettings(postconf=postconf)).queue_lifetime_seconds() == seconds
+    sendmail_cf = tmp_path / "sendmail.cf"
+    sendmail_cf.write_text(f"O QueueDirectory=/var/spool/mqueue\nO Timeout.queuereturn={value}\n")
+    sendmail = SendmailAdapter(MtaSettings(kind="sendmail", sendmail_cf=str(sendmail_cf)))
+    assert sendmail.queue_lifetime_seconds() == seconds

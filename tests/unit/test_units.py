@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from etrn_ext.core.errors import InvalidInputError
-from etrn_ext.core.units import format_duration, format_size, parse_duration, parse_size
+from etrn_ext.core.units import (
+    QUEUE_LIFETIME_UNIT,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +27,12 @@ def test_parse_size(text: str, size: int) -> None:
 )
 def test_parse_duration_uses_postfix_units(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_a_queue_lifetime_without_a_unit_is_in_days() -> None:
+    # maximal_queue_lifetime = 5 and Timeout.queuereturn=5 both mean five days
+    assert parse_duration("5", QUEUE_LIFETIME_UNIT) == 5 * 86400
+    assert parse_duration("12h", QUEUE_LIFETIME_UNIT) == 12 * 3600
 
 
 @pytest.mark.parametrize("text", ["", "M", "-1", "5x", "1e9", "5 days"])
