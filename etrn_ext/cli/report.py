@@ -73,9 +73,9 @@ def notify(state: CliState, /, dry_run: bool, no_sync: bool, as_json: bool) -> N
     from etrn_ext.service.report import plan_notices, send_notices
 
     ctx = state.context()
-    planned = plan_notices(ctx, sync_first=not no_sync)
-    if not dry_run:
-        send_notices(ctx, planned)
+    # a dry run changes nothing: not even the index by a sync
+    plan = plan_notices(ctx, sync_first=not (no_sync or dry_run))
+    sent = [] if dry_run else send_notices(ctx, plan)
     if as_json:
         render.emit_json(
             [
@@ -85,17 +85,17 @@ def notify(state: CliState, /, dry_run: bool, no_sync: bool, as_json: bool) -> N
                     "to": list(item.mail.recipients),
                     "subject": item.mail.subject,
                     "text": item.mail.text,
-                    "sent": not dry_run,
+                    "sent": item in sent,
                 }
-                for item in planned
+                for item in plan.mails
             ]
         )
         return
-    for item in planned:
+    for item in plan.mails:
         domain, kind = item.notice.report.domain.name.ascii, item.notice.kind.value
         to = ", ".join(item.mail.recipients)
         if dry_run:
             click.echo(f"--- {domain}: {kind} notice\nTo: {to}\nSubject: {item.mail.subject}\n")
             click.echo(item.mail.text)
-        else:
+        elif item in sent:
             click.echo(f"{domain}: {kind} notice sent to {to}")

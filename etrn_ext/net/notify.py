@@ -16,7 +16,8 @@ from email.utils import formatdate, make_msgid
 from etrn_ext.core.errors import MailSubmissionError
 from etrn_ext.core.model import OutgoingMail
 
-Send = Callable[[OutgoingMail], list[str]]
+Send = Callable[[OutgoingMail], dict[str, int]]
+"""Sends one mail; returns the recipients the host refused, with its reply codes."""
 
 
 def build_message(mail: OutgoingMail, message_id_domain: str) -> EmailMessage:
@@ -42,11 +43,6 @@ def _text(reply: bytes | str) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return "; ".join(
-            f"<{address}>: {code} {_text(reply)}"
-            for address, (code, reply) in exc.recipients.items()
-        )
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, OSError) and exc.strerror:
@@ -69,7 +65,8 @@ class MailSubmitter:
     @contextlib.contextmanager
     def session(self) -> Iterator[Send]:
         """One SMTP connection; the function it yields sends a mail and returns the
-        recipients the host refused (all refused, or any other failure, raises)."""
+        recipients the host refused. A mail that every recipient refused is no reason
+        to stop the session (smtplib has reset it); any other failure raises."""
         try:
             client = smtplib.SMTP(
                 self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
@@ -77,15 +74,17 @@ class MailSubmitter:
         except (OSError, smtplib.SMTPException) as exc:
             raise self._error(exc) from exc
 
-        def send(mail: OutgoingMail) -> list[str]:
+        def send(mail: OutgoingMail) -> dict[str, int]:
             message = build_message(mail, self.local_hostname)
             try:
                 refused = client.send_message(
                     message, from_addr=mail.sender, to_addrs=list(mail.recipients)
                 )
+            except smtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients
             except (OSError, smtplib.SMTPException) as exc:
                 raise self._error(exc) from exc
-            return sorted(refused)
+            return {address: code for address, (code, _reply) in sorted(refused.items())}
 
         try:
             yield send

@@ -4,12 +4,13 @@ the sites (notify) and the relay's admins (the digest) by mail."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from etrn_ext.core.errors import ConfigError, UnknownDomainError
+from etrn_ext.core.errors import ConfigError, MailSubmissionError, UnknownDomainError
 from etrn_ext.core.model import Event, EventKind, NoticeKind, OutgoingMail, SentNotice
 from etrn_ext.core.names import parse_domain, parse_mailbox
 from etrn_ext.core.notices import Notice, compose_notice, digest_subject, due_notices
@@ -105,7 +106,15 @@ class NoticeMail:
     mail: OutgoingMail
 
 
-def plan_notices(ctx: Context, *, sync_first: bool = True) -> list[NoticeMail]:
+@dataclass(frozen=True, slots=True)
+class NoticePlan:
+    """The notices due now: as mails, and those that no contact outside the site can get."""
+
+    mails: list[NoticeMail]
+    unsendable: list[Notice]
+
+
+def plan_notices(ctx: Context, *, sync_first: bool = True) -> NoticePlan:
     """The notices due now, as mails; nothing is sent or remembered."""
     report = build_report(ctx, sync_first=sync_first)
     # Every domain whose mail is held here, registered or not: contacts there are unreachable.
@@ -113,7 +122,7 @@ def plan_notices(ctx: Context, *, sync_first: bool = True) -> list[NoticeMail]:
     due = due_notices(
         report, ctx.store.notices_sent(), registry, ctx.settings.report.waiting_after_seconds
     )
-    planned = []
+    plan = NoticePlan([], [])
     for notice in due:
         name = notice.report.domain.name.ascii
         for address in notice.unreachable:
@@ -124,50 +133,69 @@ def plan_notices(ctx: Context, *, sync_first: bool = True) -> list[NoticeMail]:
             )
         if not notice.recipients:
             log.warning("%s: no contact outside the site; %s notice not sent", name, notice.kind)
+            plan.unsendable.append(notice)
             continue
         template, source = load_template(ctx, notice.kind)
         mail = compose_notice(notice, report, template, source, sender_address(ctx))
-        planned.append(NoticeMail(notice, mail))
-    return planned
+        plan.mails.append(NoticeMail(notice, mail))
+    return plan
 
 
-def send_notices(ctx: Context, planned: list[NoticeMail]) -> None:
-    """Send the planned notices over one SMTP session, remembering each once it is sent.
+def send_notices(ctx: Context, plan: NoticePlan) -> list[NoticeMail]:
+    """Send the planned notices over one SMTP session, remembering each once it is handed
+    over; returns those accepted for a recipient at least. A notice that no contact can
+    get (all behind the link, or refused for good) is remembered too, so that cron warns
+    about it once, not every run.
 
-    When the submission host fails, what was sent before stays remembered and the rest
-    is tried again on the next run.
+    A notice refused for now (4xx) for every recipient is tried again on the next run,
+    as is the rest when the submission host fails; what was sent before stays remembered.
     """
-    if not planned:
-        return
+    for notice in plan.unsendable:
+        _remember(ctx, notice, (), {"unsent": "every contact is behind the site's own link"})
+    if not plan.mails:
+        return []
+    sent = []
     with _submitter(ctx).session() as send:
-        for item in planned:
+        for item in plan.mails:
             refused = send(item.mail)
-            now = ctx.clock()
-            domain = item.notice.report.domain.name.ascii
+            domain, kind = item.notice.report.domain.name.ascii, item.notice.kind
             accepted = tuple(r for r in item.mail.recipients if r not in refused)
-            for address in refused:
-                log.warning("%s: %s notice to %s refused", domain, item.notice.kind, address)
-            detail = {
-                "messages": item.notice.report.usage.messages,
-                "expiring": item.notice.report.expiring.messages,
-                "subject": item.mail.subject,
-                "refused": refused,
-            }
-            ctx.store.record_notice(
-                SentNotice(
-                    domain, item.notice.kind, now, item.notice.covers_until, accepted, detail
-                ),
-                Event(
-                    at=now,
-                    kind=EventKind.NOTICE,
-                    node=ctx.node,
-                    actor=ctx.actor,
-                    outcome=item.notice.kind.value,
-                    domain=domain,
-                    detail={"to": list(accepted), **detail},
-                ),
+            for address, code in refused.items():
+                log.warning("%s: %s notice to %s refused (%d)", domain, kind, address, code)
+            if not accepted and any(400 <= code < 500 for code in refused.values()):
+                log.warning("%s: %s notice refused for now; tried again next run", domain, kind)
+                continue
+            _remember(
+                ctx, item.notice, accepted, {"subject": item.mail.subject, "refused": [*refused]}
             )
-            log.info("%s: %s notice sent to %s", domain, item.notice.kind, ", ".join(accepted))
+            if accepted:
+                log.info("%s: %s notice sent to %s", domain, kind, ", ".join(accepted))
+                sent.append(item)
+    return sent
+
+
+def _remember(
+    ctx: Context, notice: Notice, accepted: tuple[str, ...], detail: Mapping[str, object]
+) -> None:
+    now = ctx.clock()
+    domain = notice.report.domain.name.ascii
+    detail = {
+        "messages": notice.report.usage.messages,
+        "expiring": notice.report.expiring.messages,
+        **detail,
+    }
+    ctx.store.record_notice(
+        SentNotice(domain, notice.kind, now, notice.covers_until, accepted, detail),
+        Event(
+            at=now,
+            kind=EventKind.NOTICE,
+            node=ctx.node,
+            actor=ctx.actor,
+            outcome=notice.kind.value,
+            domain=domain,
+            detail={"to": list(accepted), **detail},
+        ),
+    )
 
 
 def digest_recipients(texts: tuple[str, ...]) -> tuple[str, ...]:
@@ -180,7 +208,11 @@ def mail_report(
 ) -> OutgoingMail:
     """Send the operator digest: the text report with the HTML one as an alternative."""
     mail = OutgoingMail(sender_address(ctx), recipients, digest_subject(report), text, html)
-    with _submitter(ctx).session() as send:
-        for address in send(mail):
-            log.warning("report to %s refused", address)
+    submitter = _submitter(ctx)
+    with submitter.session() as send:
+        refused = send(mail)
+    for address, code in refused.items():
+        log.warning("report to %s refused (%d)", address, code)
+    if len(refused) == len(recipients):
+        raise MailSubmissionError(submitter.host, submitter.port, "every recipient was refused")
     return mail

@@ -1,5 +1,6 @@
 """A submission host for tests: a real SMTP server (aiosmtpd) on loopback that keeps
-every message it is given, parsed, so tests can read what notify and the digest sent."""
+every message it is given, parsed, so tests can read what notify and the digest sent.
+``refuse`` maps recipient addresses to the reply their RCPT TO gets instead of 250."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ class _Handler:
     def __init__(self, sink: MailSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        refusal = self.sink.refuse.get(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.sink.add(tuple(envelope.rcpt_tos), message)
@@ -33,6 +43,7 @@ class MailSink:
         self.address = address or free_loopback_address((port,))
         self.port = port
         self.received: list[tuple[tuple[str, ...], EmailMessage]] = []
+        self.refuse: dict[str, str] = {}
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 

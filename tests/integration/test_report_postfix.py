@@ -71,11 +71,10 @@ class Clock:
     def notify(self, now: float) -> list[tuple[str, str]]:
         ctx = self.context(now)
         try:
-            planned = plan_notices(ctx)
-            send_notices(ctx, planned)
+            sent = send_notices(ctx, plan_notices(ctx))
         finally:
             ctx.close()
-        return [(item.notice.report.domain.name.ascii, item.notice.kind.value) for item in planned]
+        return [(item.notice.report.domain.name.ascii, item.notice.kind.value) for item in sent]
 
 
 def _ages(report: Report, domain: str) -> dict[str, int]:

@@ -200,6 +200,15 @@ def test_digest_is_text_with_an_html_alternative(etrnctl: Etrnctl, mail_sink: Ma
     assert etrnctl("report", "--no-sync", "--mail-to", "-oops").exit_code == 65
 
 
+@pytest.mark.expect_log("WARNING", "report to postmaster@isp.example refused (550)")
+def test_a_digest_every_recipient_refuses_exits_69(etrnctl: Etrnctl, mail_sink: MailSink) -> None:
+    mail_sink.refuse["postmaster@isp.example"] = "550 5.1.1 no such user"
+    result = etrnctl("report", "--no-sync", "--mail-to", "postmaster@isp.example")
+    assert result.exit_code == 69
+    assert "every recipient was refused" in result.stderr
+    assert mail_sink.messages() == []
+
+
 def test_notify_says_each_thing_once(etrnctl: Etrnctl, mail_sink: MailSink) -> None:
     dry = etrnctl("notify", "--no-sync", "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -231,6 +240,50 @@ def test_contacts_behind_the_link_are_skipped(etrnctl: Etrnctl, mail_sink: MailS
     etrnctl("domain", "set", "site.example", "--contact", "admin@site.example")
     etrnctl("notify", "--no-sync")
     assert {to for to, _message in mail_sink.messages()} == {("ops@isp.example",)}
+
+
+@pytest.mark.expect_log("WARNING", "no contact outside the site")
+@pytest.mark.expect_log("WARNING", "behind the site's own link")
+def test_a_domain_whose_contacts_are_all_behind_the_link_is_warned_about_once(
+    etrnctl: Etrnctl, mail_sink: MailSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    etrnctl("domain", "set", "site.example", "--remove-contact", "ops@isp.example")
+    etrnctl("domain", "set", "site.example", "--contact", "admin@site.example")
+    for _ in range(3):
+        assert etrnctl("notify", "--no-sync").exit_code == 0
+    warnings = [r for r in caplog.records if "no contact outside the site" in r.getMessage()]
+    assert len(warnings) == 2  # the waiting and the expiry notice, each once
+    assert mail_sink.messages() == []
+
+
+@pytest.mark.expect_log("WARNING", "refused")
+def test_a_refused_notice_does_not_hold_up_the_others(
+    tmp_path: Path, index: Path, mail_sink: MailSink
+) -> None:
+    config = _config(tmp_path, index, mail_sink.config() + "waiting_after_seconds = 600\n")
+
+    def notify() -> Result:
+        return CliRunner().invoke(cli, ["--config", str(config), "notify", "--no-sync"])
+
+    CliRunner().invoke(
+        cli, ["--config", str(config), "domain", "set", LONG, "--contact", "noc@isp.example"]
+    )
+    # LONG's notice comes first and its only contact is refused
+    mail_sink.refuse["noc@isp.example"] = "450 4.2.0 <noc@isp.example>: mailbox busy"
+    first = notify()
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == [
+        "site.example: waiting notice sent to ops@isp.example",
+        "site.example: expiry notice sent to ops@isp.example",
+    ]
+    mail_sink.refuse["noc@isp.example"] = "550 5.1.1 <noc@isp.example>: no such user"
+    second = notify()  # a temporary refusal is tried again ...
+    assert (second.exit_code, second.stdout) == (0, "")
+    third = notify()  # ... a permanent one is remembered, not repeated
+    assert (third.exit_code, third.stdout) == (0, "")
+    refusals = [to for to, _message in mail_sink.messages() if "noc@isp.example" in to]
+    assert refusals == []
+    assert len(mail_sink.messages()) == 2
 
 
 def test_admin_templates_replace_the_built_in_ones(
