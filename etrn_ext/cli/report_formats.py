@@ -259,6 +259,11 @@ CSV_HEADERS: Final = (
 )
 
 
+def _spreadsheet_safe(text: str) -> str:
+    """Text from clients, quoted so that a spreadsheet never runs it as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def as_csv(report: Report) -> str:
     """One line per domain and a TOTAL line; times in UTC ISO 8601, sizes in bytes."""
     output = io.StringIO()
@@ -279,8 +284,8 @@ def as_csv(report: Report) -> str:
                 item.expiring.bytes,
                 render.iso_time(item.first_expiry) or "",
                 render.iso_time(etrn.at) if etrn else "",
-                _client(etrn) if etrn else "",
-                etrn.outcome if etrn else "",
+                _spreadsheet_safe(_client(etrn)) if etrn else "",
+                _spreadsheet_safe(etrn.outcome) if etrn else "",
                 render.iso_time(flush.event.at) if flush else "",
                 _outcome(flush) if flush else "",
                 "yes" if item.silent else "no",
@@ -462,7 +467,10 @@ def _row(item: DomainReport, report: Report) -> str:
         _cell(format_size(usage.bytes), usage.bytes),
         _oldest_cell(item, report),
         f'<td data-sort="{usage.recipients}">{_age_bar(item.ages)}</td>',
-        _cell(_percent(item.quota_use.highest), item.quota_use.highest or ""),
+        _cell(
+            _percent(item.quota_use.highest),
+            "" if item.quota_use.highest is None else item.quota_use.highest,
+        ),
         _cell(expiring, expiring, "num expiring" if expiring else "num", first),
         _cell(
             f"{_ago(now, etrn.at)} ago: {etrn.outcome}" if etrn else "never",

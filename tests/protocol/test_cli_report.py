@@ -141,6 +141,15 @@ def test_json_and_csv_carry_the_buckets(etrnctl: Etrnctl) -> None:
     assert [d["domain"] for d in one["domains"]] == ["site.example"]
 
 
+def test_csv_never_hands_a_spreadsheet_a_formula(etrnctl: Etrnctl, index: Path) -> None:
+    store = IndexStore.open(IndexSettings(url=f"sqlite:///{index}"))
+    store.record_event(Event(time.time(), EventKind.ETRN, "relay.test", "=1+2", "-refused", LONG))
+    store.close()
+    rows = csv.DictReader(io.StringIO(etrnctl("report", "--no-sync", "--format", "csv").stdout))
+    row = next(row for row in rows if row["domain"] == LONG)
+    assert (row["last_etrn_client"], row["last_etrn_decision"]) == ("'=1+2", "'-refused")
+
+
 def test_unknown_domain_exits_66_and_leaves_the_output_alone(
     etrnctl: Etrnctl, tmp_path: Path
 ) -> None:
