@@ -81,7 +81,7 @@ def text(report: Report) -> str:
     """For people: a summary table, qshape's age table, then what needs attention."""
     now, policy, totals = report.generated_at, report.policy, report.totals
     lines = [
-        f"etrn-ext report for {report.node}, {render.local_time(now)}",
+        f"etrn-ext report for {report.node}, {render.local_time_with_zone(now)}",
         f"Queue lifetime {format_duration(policy.queue_lifetime_seconds)}; expiry warnings "
         f"{format_duration(policy.expiry_warning_seconds)} ahead.",
         "",
@@ -553,7 +553,7 @@ def as_html(report: Report) -> str:
 </head>
 <body>
 <h1>{_e(title)}</h1>
-<p class="meta">{_e(render.local_time(now))}
+<p class="meta">{_e(render.local_time_with_zone(now))}
 &middot; queue lifetime {_e(format_duration(policy.queue_lifetime_seconds))}
 &middot; expiry warnings {_e(format_duration(policy.expiry_warning_seconds))} ahead
 &middot; click a column heading to sort</p>

@@ -106,6 +106,7 @@ def test_text_report_fits_80_columns(etrnctl: Etrnctl) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
+    assert lines[0].endswith(" " + time.strftime("%Z"))  # the zone of every time below
     summary: dict[str, list[str]] = {}
     for line in lines:  # the summary table comes first, then the age table
         summary.setdefault(line.split()[0] if line else "", line.split()[1:])
