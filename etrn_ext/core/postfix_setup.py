@@ -36,6 +36,7 @@ PARAMETERS: Final = (
     "queue_directory",
     "smtpd_milters",
     "milter_default_action",
+    "smtpd_policy_service_default_action",
 )
 POLICY_CLASS: Final = "etrn_policy"
 RECIPIENT_MAP: Final = "etrn-recipients"
@@ -79,6 +80,14 @@ def _policy_without_default(restrictions: str) -> bool:
             following = items[position + 1] if position + 1 < len(items) else ""
             if "default_action" not in following:
                 return True
+    return False
+
+
+def _permitted_before_our_check(restrictions: str) -> bool:
+    entries = _entries(restrictions)
+    for position, entry in enumerate(entries):
+        if entry.startswith("check_recipient_access") and RECIPIENT_MAP in entry:
+            return any(earlier.lower().startswith("permit") for earlier in entries[:position])
     return False
 
 
@@ -245,8 +254,9 @@ def check_postfix(facts: PostfixFacts, domains: Sequence[IntermittentDomain]) ->
             )
         )
     classes = split_list(parameters.get("smtpd_restriction_classes", ""))
+    global_default = parameters.get("smtpd_policy_service_default_action", "")
     for name in [*RESTRICTION_LISTS, *classes]:
-        if _policy_without_default(parameters.get(name, "")):
+        if global_default.upper() != "DUNNO" and _policy_without_default(parameters.get(name, "")):
             findings.append(
                 Finding(
                     "error",
@@ -255,6 +265,15 @@ def check_postfix(facts: PostfixFacts, domains: Sequence[IntermittentDomain]) ->
                     "write check_policy_service { unix:private/etrn-policy, default_action=DUNNO }",
                 )
             )
+    if _permitted_before_our_check(parameters.get("smtpd_recipient_restrictions", "")):
+        findings.append(
+            Finding(
+                "warning",
+                f"smtpd_recipient_restrictions permits before check_recipient_access "
+                f"...{RECIPIENT_MAP}: mail it permits is neither quota-checked nor recorded",
+                "move the check before the first permit (etrnctl postfix-config prints it there)",
+            )
+        )
     if domains and not split_list(parameters.get("smtpd_etrn_restrictions", "")):
         findings.append(
             Finding(
@@ -270,7 +289,7 @@ def check_postfix(facts: PostfixFacts, domains: Sequence[IntermittentDomain]) ->
 
 
 def _merged(current: str | None, additions: Sequence[str]) -> str:
-    items = split_list(current or "")
+    items = split_restrictions(current or "")
     lowered = {item.lower() for item in items}
     return ", ".join(items + [item for item in additions if item.lower() not in lowered])
 
@@ -290,43 +309,61 @@ def policy_service_name(listen: str, queue_directory: str) -> str:
     return f"unix:{listen[len(prefix) :]}" if listen.startswith(prefix) else f"unix:{listen}"
 
 
-def _without_item(current: str | None, word: str) -> str:
-    """A restriction list with any ``word ...`` entry (and its argument) taken out."""
-    items = split_restrictions(current or "")
-    kept: list[str] = []
-    skip = False
-    for item in items:
-        if skip:
-            skip = False
+_TAKES_ARGUMENT: Final = re.compile(
+    r"check_\w+|reject_rbl_client|reject_rhsbl_\w+|permit_dnswl_client|permit_rhswl_client"
+)
+
+
+def _entries(restrictions: str | None) -> list[str]:
+    """A restriction list as entries, each restriction with its argument (``check_x_access
+    TABLE``), so that the list can be edited entry by entry and written back as it was."""
+    entries: list[str] = []
+    takes_argument = False
+    for item in split_restrictions(restrictions or ""):
+        if takes_argument:
+            entries[-1] += " " + item
+            takes_argument = False
             continue
-        if item == word:
-            skip = True
-            continue
-        kept.append(item)
-    return ", ".join(kept)
+        entries.append(item)
+        takes_argument = bool(_TAKES_ARGUMENT.fullmatch(item.lower()))
+    return entries
+
+
+def _without_ours(restrictions: str | None, marker: str) -> list[str]:
+    """The entries of a restriction list but the etrn-ext one (the one naming ``marker``)."""
+    return [entry for entry in _entries(restrictions) if marker not in entry]
+
+
+def _before_first_permit(entries: list[str], entry: str) -> str:
+    """``entry`` put where Postfix reaches it for every recipient: before the first
+    ``permit*`` restriction (which would end the evaluation), else at the end."""
+    at = next((i for i, item in enumerate(entries) if item.lower().startswith("permit")), None)
+    at = len(entries) if at is None else at
+    return ", ".join([*entries[:at], entry, *entries[at:]])
 
 
 def policyd_main_cf(
     current: Mapping[str, str], config_directory: str, policy_service: str
 ) -> dict[str, str]:
-    """The main.cf parameters that put etrn-policyd in front of RCPT, END-OF-MESSAGE and ETRN."""
+    """The main.cf parameters that put etrn-policyd in front of RCPT, END-OF-MESSAGE and ETRN.
+
+    Our entries replace earlier etrn-ext ones; every other restriction is kept as it is.
+    """
     service = f"check_policy_service {{ {policy_service}, default_action=DUNNO }}"
-    access = f"check_recipient_access hash:{config_directory}/{RECIPIENT_MAP}"
-    recipients = _without_item(
-        current.get("smtpd_recipient_restrictions"), "check_recipient_access"
-    )
-    end_of_data = _without_item(
-        current.get("smtpd_end_of_data_restrictions"), "check_policy_service"
-    )
-    etrn = _without_item(current.get("smtpd_etrn_restrictions"), "check_policy_service")
+    recipient_map = f"hash:{config_directory}/{RECIPIENT_MAP}"
+    recipients = _without_ours(current.get("smtpd_recipient_restrictions"), RECIPIENT_MAP)
+    end_of_data = _without_ours(current.get("smtpd_end_of_data_restrictions"), policy_service)
+    etrn = _without_ours(current.get("smtpd_etrn_restrictions"), policy_service)
     return {
         "smtpd_restriction_classes": _merged(
             current.get("smtpd_restriction_classes"), [POLICY_CLASS]
         ),
         POLICY_CLASS: service,
-        "smtpd_recipient_restrictions": _merged(recipients, [access]),
-        "smtpd_end_of_data_restrictions": _merged(end_of_data, [service]),
-        "smtpd_etrn_restrictions": f"{service}, {etrn or 'permit_mynetworks, reject'}",
+        "smtpd_recipient_restrictions": _before_first_permit(
+            recipients, f"check_recipient_access {recipient_map}"
+        ),
+        "smtpd_end_of_data_restrictions": ", ".join([*end_of_data, service]),
+        "smtpd_etrn_restrictions": ", ".join([service, *(etrn or ["permit_mynetworks", "reject"])]),
     }
 
 

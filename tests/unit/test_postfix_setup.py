@@ -9,6 +9,7 @@ from etrn_ext.core.names import parse_domain
 from etrn_ext.core.postfix_setup import (
     PostfixFacts,
     check_postfix,
+    policyd_main_cf,
     recommended_lifetime,
     render_postfix_config,
 )
@@ -86,3 +87,51 @@ def test_render_merges_with_live_values() -> None:
     )
     assert "relay_domains = a.example, SITE.example" in lines.splitlines()
     assert "defer_transports = slow, etrn-only" in lines.splitlines()
+
+
+def test_policyd_lines_keep_the_admins_restrictions() -> None:
+    current = {
+        "smtpd_recipient_restrictions": (
+            "check_recipient_access hash:/etc/postfix/blocklist, "
+            "check_recipient_access hash:/etc/postfix/etrn-recipients, "
+            "permit_mynetworks, reject_unauth_destination, "
+            "check_policy_service { inet:127.0.0.1:10023, default_action=DUNNO }"
+        ),
+        "smtpd_end_of_data_restrictions": "check_policy_service unix:private/ratelimit",
+        "smtpd_etrn_restrictions": "check_policy_service unix:private/etrn-policy, reject",
+    }
+    lines = policyd_main_cf(current, "/etc/postfix", "unix:private/etrn-policy")
+    service = "check_policy_service { unix:private/etrn-policy, default_action=DUNNO }"
+    assert lines["smtpd_recipient_restrictions"] == (
+        "check_recipient_access hash:/etc/postfix/blocklist, "
+        "check_recipient_access hash:/etc/postfix/etrn-recipients, "
+        "permit_mynetworks, reject_unauth_destination, "
+        "check_policy_service { inet:127.0.0.1:10023, default_action=DUNNO }"
+    )
+    assert lines["smtpd_end_of_data_restrictions"] == (
+        f"check_policy_service unix:private/ratelimit, {service}"
+    )
+    assert lines["smtpd_etrn_restrictions"] == f"{service}, reject"
+
+
+def test_the_recipient_check_goes_before_the_first_permit() -> None:
+    lines = policyd_main_cf(
+        {"smtpd_recipient_restrictions": "permit_sasl_authenticated, reject_unauth_destination"},
+        "/etc/postfix",
+        "unix:private/etrn-policy",
+    )
+    assert lines["smtpd_recipient_restrictions"] == (
+        "check_recipient_access hash:/etc/postfix/etrn-recipients, "
+        "permit_sasl_authenticated, reject_unauth_destination"
+    )
+
+
+def test_doctor_sees_a_permit_before_our_check_and_a_global_default_action() -> None:
+    late = "permit_mynetworks, check_recipient_access hash:/etc/postfix/etrn-recipients"
+    problems = [f.problem for f in check_postfix(facts(smtpd_recipient_restrictions=late), [SITE])]
+    assert any("neither quota-checked nor recorded" in p for p in problems)
+    bare = "check_policy_service unix:private/etrn-policy, reject"
+    assert check_postfix(facts(smtpd_etrn_restrictions=bare), [SITE])
+    assert not check_postfix(
+        facts(smtpd_etrn_restrictions=bare, smtpd_policy_service_default_action="DUNNO"), [SITE]
+    )
