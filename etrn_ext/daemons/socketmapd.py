@@ -50,7 +50,7 @@ def socketmap_server(
         return await asyncio.to_thread(handle, lookup)
 
     def reload(new: Settings) -> None:
-        hook.ctx.settings = new
+        hook.ctx.reload(new)
         hook.configure(new.etrn)
         recorder.refresh_registry()
 

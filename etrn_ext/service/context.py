@@ -60,6 +60,13 @@ class Context:
 
         return PostfixAdapter(self.settings.mta)
 
+    def reload(self, settings: Settings) -> None:
+        """New settings (a daemon's SIGHUP): the MTA adapter is made anew on next use, so it
+        re-reads what it caches from the MTA (Postfix's fast_flush_domains); the index
+        stays open (a new ``[index] url`` needs a restart)."""
+        self.settings = settings
+        self.__dict__.pop("mta", None)
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

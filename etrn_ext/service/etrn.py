@@ -58,6 +58,21 @@ class EtrnOutcome:
     throttled: str | None = None
 
 
+def _dns_changed(old: EtrnSettings, new: EtrnSettings) -> bool:
+    return (old.dns_timeout_seconds, old.dns_cache_seconds) != (
+        new.dns_timeout_seconds,
+        new.dns_cache_seconds,
+    )
+
+
+def _limits_changed(old: EtrnSettings, new: EtrnSettings) -> bool:
+    return (old.domain_flush_interval_seconds, old.client_limit, old.client_window_seconds) != (
+        new.domain_flush_interval_seconds,
+        new.client_limit,
+        new.client_window_seconds,
+    )
+
+
 class EtrnHook:
     """One per daemon; safe to call from several threads."""
 
@@ -78,16 +93,23 @@ class EtrnHook:
         self.configure(ctx.settings.etrn)
 
     def configure(self, settings: EtrnSettings, resolver: CachingResolver | None = None) -> None:
-        """(Re)build what depends on the settings; SIGHUP calls this for new requests."""
+        """(Re)build what depends on the settings; SIGHUP calls this for new requests.
+
+        The DNS cache and the rate limits' memory are kept when their settings did not
+        change: a reload must not let every client flush again at once.
+        """
+        previous = getattr(self, "settings", None)
+        if resolver is not None or previous is None or _dns_changed(previous, settings):
+            self.resolver = resolver or CachingResolver(
+                timeout=settings.dns_timeout_seconds, cache_seconds=settings.dns_cache_seconds
+            )
+        if previous is None or _limits_changed(previous, settings):
+            self.throttle = FlushThrottle(
+                domain_interval=settings.domain_flush_interval_seconds,
+                client_limit=settings.client_limit,
+                client_window=settings.client_window_seconds,
+            )
         self.settings = settings
-        self.resolver = resolver or CachingResolver(
-            timeout=settings.dns_timeout_seconds, cache_seconds=settings.dns_cache_seconds
-        )
-        self.throttle = FlushThrottle(
-            domain_interval=settings.domain_flush_interval_seconds,
-            client_limit=settings.client_limit,
-            client_window=settings.client_window_seconds,
-        )
 
     def decide(self, request: EtrnRequest) -> EtrnOutcome:
         """Decide, audit, and start the flush work of an allowed ETRN."""
@@ -98,12 +120,9 @@ class EtrnHook:
         try:
             name = parse_domain(request.argument.removeprefix("@"))
         except InvalidInputError:
-            log.info(
-                "ETRN %r from %s: not a domain name; left to the MTA",
-                request.argument,
-                request.client_address,
-            )
-            return EtrnOutcome(Verdict.UNREGISTERED, None, "not a domain name")
+            outcome = EtrnOutcome(Verdict.UNREGISTERED, None, "not a domain name; left to the MTA")
+            self._audit(request, outcome)
+            return outcome
         entry = registered_domain_for(name, self.registry())
         client = EtrnClient(
             parse_address(request.client_address), request.client_name, request.sasl_username
@@ -129,7 +148,7 @@ class EtrnHook:
         sasl = f" sasl_username={request.sasl_username}" if request.sasl_username else ""
         log.info(
             "ETRN %s from %s[%s]%s: %s (%s)%s",
-            outcome.domain,
+            outcome.domain or repr(request.argument),
             request.client_name or "unknown",
             request.client_address,
             sasl,

@@ -4,7 +4,10 @@ Replies never wait for the database: the registry and the held-mail totals are r
 from the index in the background (``refresh``) and kept in memory, rows and audit
 events go to the batched writer, and a targeted flush runs in its own thread.
 Postfix's ``instance`` attribute ties a message's RCPT requests (the first of which
-has no queue id) to its END-OF-MESSAGE request.
+has no queue id) to its END-OF-MESSAGE request. Its first field is the smtpd process
+id, and an smtpd handles one message at a time: a new instance from the same process
+means its previous message ended without END-OF-MESSAGE (a recipient probe, RSET, a
+refused DATA), so what that message had put in flight is released at once.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ class _Load:
         self.bytes[domain] = self.bytes.get(domain, 0) + size
 
 
+def _smtpd_process(instance: str) -> str:
+    """The smtpd process id in ``instance`` (``25ea.6b0b2911.8b759.0``: pid, time, count)."""
+    return instance.partition(".")[0]
+
+
 class PolicyService:
     """Answers policy requests; one instance lives as long as the daemon."""
 
@@ -85,6 +93,7 @@ class PolicyService:
         self.recorder = HeldMailRecorder(ctx, writer, clock=clock)
         self._usage: Mapping[str, DomainUsage] = {}
         self._messages: dict[str, _Message] = {}
+        self._current_instance: dict[str, str] = {}  # smtpd process id -> its message
         self._in_flight = _Load()
         self._recorded = _Load()  # recorded since the last usage refresh
         self.etrn = EtrnHook(ctx, writer, lambda: self.recorder.registry, clock=clock)
@@ -94,7 +103,7 @@ class PolicyService:
 
     def reload(self, settings: Settings, resolver: CachingResolver | None = None) -> None:
         """Use new settings for new requests (SIGHUP) and re-read everything."""
-        self.ctx.settings = settings
+        self.ctx.reload(settings)
         self.etrn.configure(settings.etrn, resolver)
         self.recorder.refresh_registry()
         self.refresh_usage()
@@ -125,8 +134,7 @@ class PolicyService:
                 return DUNNO
             message = self._messages.get(request.instance)
             if message is None:
-                message = _Message(self.clock(), request.size)
-                self._messages[request.instance] = message
+                message = self._start_message(request.instance, request.size)
             if domain not in message.domains:
                 problem = self._quota_problem(domain, request.size)
                 if problem:
@@ -134,6 +142,17 @@ class PolicyService:
                 self._in_flight.add(domain, 1, request.size)
             message.recipients.append((request.recipient, domain))
         return DUNNO
+
+    def _start_message(self, instance: str, size_hint: int) -> _Message:
+        """Remember a new message; its smtpd's previous one, if still here, is over."""
+        process = _smtpd_process(instance)
+        previous = self._current_instance.get(process)
+        if previous is not None:
+            self._forget(previous)
+        self._current_instance[process] = instance
+        message = _Message(self.clock(), size_hint)
+        self._messages[instance] = message
+        return message
 
     def _quota_problem(self, domain: str, size: int) -> str | None:
         usage = self._usage.get(domain) or DomainUsage(domain)
@@ -186,6 +205,9 @@ class PolicyService:
         if message is not None:
             for domain in message.domains:
                 self._in_flight.add(domain, -1, -message.size_hint)
+        process = _smtpd_process(instance)
+        if self._current_instance.get(process) == instance:
+            del self._current_instance[process]
         return message
 
     def _on_etrn(self, request: PolicyRequest) -> str:

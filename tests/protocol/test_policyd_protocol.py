@@ -15,6 +15,7 @@ from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
 from etrn_ext.service.domains import add_domain
 from etrn_ext.service.policy import PolicyService
+from etrn_ext.wire.policy import PolicyRequest
 
 
 def block(**attributes: str) -> bytes:
@@ -145,7 +146,8 @@ def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_pat
         "alice@example.org",
     )
     events = service.ctx.store.events_for()
-    assert [(e.kind.value, e.outcome) for e in events if e.kind.value != "flush"][:4] == [
+    assert [(e.kind.value, e.outcome) for e in events if e.kind.value != "flush"][:5] == [
+        ("etrn", "unregistered"),  # -qRsite.example: not a domain, audited all the same
         ("etrn", "unregistered"),
         ("etrn", "refused"),
         ("etrn", "allowed"),
@@ -186,3 +188,18 @@ def test_an_internal_error_answers_on_error(service: PolicyService, tmp_path: Pa
 
     service.handle = broken  # type: ignore[method-assign]
     assert converse(service, tmp_path, block(protocol_state="RCPT")) == b"action=DUNNO\n\n"
+
+
+def test_a_message_that_never_ends_frees_its_quota_when_its_smtpd_moves_on(
+    service: PolicyService,
+) -> None:
+    def rcpt(instance: str) -> str:
+        attributes = {"protocol_state": "RCPT", "recipient": "a@site.example"}
+        return service.handle(PolicyRequest({**attributes, "instance": instance}))
+
+    # The quota is one message. A recipient probe (RCPT, then QUIT) from smtpd 1a ...
+    assert rcpt("1a.6b0b2911.8b759.0") == "DUNNO"
+    # ... may still become a message while smtpd 2b asks: that one waits its turn ...
+    assert rcpt("2b.6b0b2911.9c86a.0").startswith("452 ")
+    # ... but once smtpd 1a starts its next message, the probe is over.
+    assert rcpt("1a.6b0b2912.1a2b.1") == "DUNNO"
