@@ -179,12 +179,14 @@ class Etrnctl:
         return json.loads(result.stdout)
 
 
-def relay_config(relay: PrivatePostfix, directory: Path, index_url: str | None = None) -> Path:
+def relay_config(
+    relay: PrivatePostfix, directory: Path, index_url: str | None = None, index_lines: str = ""
+) -> Path:
     """An etrn-ext config that drives ``relay`` and keeps its index in ``directory``."""
     path = directory / f"etrn-ext-{relay.address}.toml"
     url = index_url or f"sqlite:///{directory}/index.sqlite"
     path.write_text(
-        f'[index]\nurl = "{url}"\n'
+        f'[index]\nurl = "{url}"\n{index_lines}'
         f'[mta]\nconfig_directory = "{relay.config_directory}"\n'
         f'mail_log = "{relay.maillog}"\nnode_name = "relay.test"\n'
     )
@@ -217,8 +219,11 @@ def make_policy_relay(
 ) -> Iterator[Callable[..., PolicyRelay]]:
     daemons: list[DaemonProcess] = []
 
-    def make(domains: dict[str, tuple[str, ...]], **relay_options: object) -> PolicyRelay:
-        """``domains`` maps each registered domain to its ``etrnctl domain add`` options."""
+    def make(
+        domains: dict[str, tuple[str, ...]], index_lines: str = "", **relay_options: object
+    ) -> PolicyRelay:
+        """``domains`` maps each registered domain to its ``etrnctl domain add`` options;
+        ``index_lines`` go into the ``[index]`` section."""
         relay = make_relay(start=False, domains=list(domains), **relay_options)
         entries = [IntermittentDomain(parse_domain(name)) for name in domains]
         relay.extra_main_cf.update(
@@ -229,7 +234,7 @@ def make_policy_relay(
         relay.maps["etrn-recipients"] = recipient_map_lines(entries)
         relay.start()
         socket_path = relay.queue_directory / "private" / "etrn-policy"
-        config = relay_config(relay, tmp_path)
+        config = relay_config(relay, tmp_path, index_lines=index_lines)
         config.write_text(
             config.read_text() + f'[policyd]\nlisten = "{socket_path}"\n'
             "usage_refresh_seconds = 0.5\nregistry_refresh_seconds = 0.5\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,6 @@ import socket
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Generic, NoReturn, Protocol, TypeVar, cast
@@ -122,7 +122,7 @@ def exit_on_startup_error(program: str, error: EtrnExtError | OSError) -> NoRetu
     sys.exit(EX_UNAVAILABLE)
 
 
-@contextmanager
+@contextlib.contextmanager
 def daemon_context(program: str, description: str, argv: list[str] | None) -> Iterator[Daemon]:
     """Parse the options, load the settings, open the index and start the batched writer;
     on leaving, commit pending writes and close the index. Start-up failures exit 69/78."""
@@ -204,6 +204,8 @@ class RequestServer(Generic[RequestT]):
         self.reload = reload
         self.connections: dict[asyncio.Task[None], float] = {}  # task -> last activity
         self.busy: set[asyncio.Task[None]] = set()  # answering a request right now
+        self.idle = asyncio.Event()  # set while no connection is answering a request
+        self.idle.set()
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = cast("asyncio.Task[None]", asyncio.current_task())
@@ -213,22 +215,31 @@ class RequestServer(Generic[RequestT]):
         try:
             while data := await reader.read(READ_CHUNK):
                 self.connections[task] = loop.time()
-                self.busy.add(task)
+                self._set_busy(task, busy=True)
                 decoder.feed(data)
                 for request in decoder.requests():
                     writer.write(await self.answer(request))
                 await writer.drain()
-                self.busy.discard(task)
+                self._set_busy(task, busy=False)
             if decoder.mid_block:
                 log.warning("%s client closed the connection in the middle of a request", self.name)
         except ProtocolError as exc:
             log.error("%s client broke the protocol (%s); closing the connection", self.name, exc)
-        except ConnectionError:
-            pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # cancelled: closed for idleness or at shutdown, which is no error
         finally:
             self.connections.pop(task, None)
-            self.busy.discard(task)
+            self._set_busy(task, busy=False)
             writer.close()
+
+    def _set_busy(self, task: asyncio.Task[None], *, busy: bool) -> None:
+        if busy:
+            self.busy.add(task)
+            self.idle.clear()
+        else:
+            self.busy.discard(task)
+            if not self.busy:
+                self.idle.set()
 
     async def _periodically(self) -> None:
         loop = asyncio.get_running_loop()
@@ -261,8 +272,10 @@ class RequestServer(Generic[RequestT]):
         refresher.cancel()
         for task in set(self.connections) - self.busy:
             task.cancel()
-        if self.busy:
-            await asyncio.wait(list(self.busy), timeout=DRAIN_SECONDS)
+        # Answer what is being answered, but do not wait for the connections to end:
+        # the MTA keeps them open.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), DRAIN_SECONDS)
         for task in list(self.connections):
             task.cancel()
 
