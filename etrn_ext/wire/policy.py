@@ -3,9 +3,11 @@
 A request is ``name=value`` lines ended by an empty line (SMTPD_POLICY_README); the
 reply is ``action=...`` and an empty line. The decoder is fed whatever bytes arrive and
 hands back complete requests. Anything that is not a well-formed block within the
-limits (no ``request=``, a line without ``=``, binary, an over-long line or block)
-raises ``ProtocolError``; the caller logs it and closes the connection. Memory stays
-bounded by the block limit whatever a peer sends.
+limits (no ``request=``, a line without ``=``, control characters, an over-long line or
+block) raises ``ProtocolError``; the caller logs it and closes the connection. Memory
+stays bounded by the block limit, and each byte is scanned a bounded number of times
+however slowly it trickles in. Bytes that are not UTF-8 (8-bit envelope data Postfix
+passes on from a client) become U+FFFD: such a request is still answered.
 """
 
 from __future__ import annotations
@@ -79,10 +81,7 @@ _CONTROL: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 def _parse_block(block: bytes) -> PolicyRequest:
     """One block (its lines, without the ending empty line) as a request; whole-block checks
     first, so the per-line work is a split and a partition."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError("attribute is not UTF-8 text") from exc
+    text = block.decode("utf-8", errors="replace")
     if _CONTROL.search(text):
         raise ProtocolError("control character in attribute")
     attributes: dict[str, str] = {}
@@ -110,6 +109,8 @@ class PolicyDecoder:
         self._buffer = bytearray()
         self._max_line = max_line
         self._max_block = max_block
+        self._scanned = 0  # bytes of the incomplete block already checked
+        self._line_start = 0  # where its last, unfinished line starts
 
     @property
     def mid_block(self) -> bool:
@@ -117,22 +118,43 @@ class PolicyDecoder:
         return bool(self._buffer.strip(b"\r\n"))
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data.replace(b"\r\n", b"\n") if b"\r" in data else data
+        joint = len(self._buffer) - 1  # the last byte before ``data``: maybe half a CRLF
+        self._buffer += data
+        if b"\r" in data or (joint >= 0 and self._buffer[joint] == ord("\r")):
+            start = max(joint, 0)
+            self._buffer[start:] = self._buffer[start:].replace(b"\r\n", b"\n")
+            self._scanned = min(self._scanned, start)
 
     def requests(self) -> Iterator[PolicyRequest]:
         while True:
-            while self._buffer.startswith(b"\n"):  # empty lines between blocks
-                del self._buffer[:1]
-            end = self._buffer.find(b"\n\n")
+            if self._buffer.startswith(b"\n"):  # empty lines between blocks
+                del self._buffer[: len(self._buffer) - len(self._buffer.lstrip(b"\n"))]
+                self._scanned = self._line_start = 0
+            end = self._buffer.find(b"\n\n", max(self._scanned - 1, 0))
             if end < 0:
-                self._check_limits(self._buffer)
+                self._check_incomplete()
                 return
             block = bytes(self._buffer[:end])
             del self._buffer[: end + 2]
+            self._scanned = self._line_start = 0
             self._check_limits(block)
             yield _parse_block(block)
 
-    def _check_limits(self, data: bytes | bytearray) -> None:
+    def _check_incomplete(self) -> None:
+        """The limits on the block still arriving, checking only the bytes new since the
+        last call: a peer sending one byte at a time costs no more than one sending all."""
+        if len(self._buffer) > self._max_block:
+            raise ProtocolError(f"request block larger than {self._max_block} bytes")
+        position = self._scanned
+        while (newline := self._buffer.find(b"\n", position)) >= 0:
+            if newline - self._line_start > self._max_line:
+                raise ProtocolError(f"line longer than {self._max_line} bytes")
+            self._line_start = position = newline + 1
+        if len(self._buffer) - self._line_start > self._max_line:
+            raise ProtocolError(f"line longer than {self._max_line} bytes")
+        self._scanned = len(self._buffer)
+
+    def _check_limits(self, data: bytes) -> None:
         if len(data) > self._max_block:
             raise ProtocolError(f"request block larger than {self._max_block} bytes")
         last_line = len(data) - data.rfind(b"\n") - 1
