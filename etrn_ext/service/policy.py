@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DUNNO: Final = "DUNNO"
 OK: Final = "OK"
 FORGET_UNFINISHED_SECONDS: Final = 3600.0
+WRITER_FLUSH_SECONDS: Final = 5.0
 TLS_ATTRIBUTES: Final = (
     "encryption_protocol",
     "encryption_cipher",
@@ -68,6 +69,13 @@ class _Load:
     def add(self, domain: str, messages: int, size: int) -> None:
         self.messages[domain] = self.messages.get(domain, 0) + messages
         self.bytes[domain] = self.bytes.get(domain, 0) + size
+
+    def copy(self) -> _Load:
+        return _Load(dict(self.messages), dict(self.bytes))
+
+    def subtract(self, other: _Load) -> None:
+        for domain, messages in other.messages.items():
+            self.add(domain, -messages, -other.bytes.get(domain, 0))
 
 
 def _smtpd_process(instance: str) -> str:
@@ -109,11 +117,18 @@ class PolicyService:
         self.refresh_usage()
 
     def refresh_usage(self) -> None:
+        """Re-read the held totals. What was recorded before the read is committed first,
+        so every held message counts once, in the index figures or in ``_recorded``
+        (one recorded during the read may count twice until the next refresh: the quota
+        errs on the safe side)."""
+        with self._lock:
+            counted = self._recorded.copy()
+        self.writer.flush(timeout=WRITER_FLUSH_SECONDS)
         usage = self.ctx.store.usage_by_domain()
         horizon = self.clock() - FORGET_UNFINISHED_SECONDS
         with self._lock:
             self._usage = usage
-            self._recorded = _Load()
+            self._recorded.subtract(counted)
             for instance in [i for i, m in self._messages.items() if m.started < horizon]:
                 self._forget(instance)
 

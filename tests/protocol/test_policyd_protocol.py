@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,8 @@ QUEUED = (
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[PolicyService]:
+def make_service(tmp_path: Path) -> Iterator[Callable[..., PolicyService]]:
+    """Policy services over one index; ``writer_delay`` holds commits back that long."""
     # A stand-in postqueue: -j lists one held message (never deferred: in no flush log).
     postqueue = tmp_path / "postqueue"
     postqueue.write_text(f"#!/bin/sh\n[ \"$3\" = -j ] && echo '{QUEUED}'\nexit 0\n")
@@ -44,12 +45,23 @@ def service(tmp_path: Path) -> Iterator[PolicyService]:
     )
     ctx = Context(settings, actor="test")
     add_domain(ctx, "site.example", DomainChanges(allow=("192.0.2.0/24",), quota_messages="1"))
-    writer = BatchWriter(ctx.store, max_rows=100, queue_limit=1000).start()
-    policy = PolicyService(ctx, writer)
-    yield policy
-    policy.close()
-    writer.close()
+    made: list[PolicyService] = []
+
+    def make(writer_delay: float = 0.0) -> PolicyService:
+        writer = BatchWriter(ctx.store, max_rows=100, queue_limit=1000, max_delay=writer_delay)
+        made.append(PolicyService(ctx, writer.start()))
+        return made[-1]
+
+    yield make
+    for policy in made:
+        policy.close()
+        policy.writer.close()
     ctx.close()
+
+
+@pytest.fixture
+def service(make_service: Callable[..., PolicyService]) -> PolicyService:
+    return make_service()
 
 
 async def _converse(service: PolicyService, path: Path, data: bytes) -> bytes:
@@ -203,3 +215,19 @@ def test_a_message_that_never_ends_frees_its_quota_when_its_smtpd_moves_on(
     assert rcpt("2b.6b0b2911.9c86a.0").startswith("452 ")
     # ... but once smtpd 1a starts its next message, the probe is over.
     assert rcpt("1a.6b0b2912.1a2b.1") == "DUNNO"
+
+
+def test_a_refresh_counts_what_the_writer_has_not_committed_yet(
+    make_service: Callable[..., PolicyService],
+) -> None:
+    service = make_service(writer_delay=1.0)
+
+    def request(state: str, instance: str, **attributes: str) -> str:
+        return service.handle(
+            PolicyRequest({"protocol_state": state, "instance": instance, **attributes})
+        )
+
+    assert request("RCPT", "1a.1.1.0", recipient="a@site.example") == "DUNNO"
+    assert request("END-OF-MESSAGE", "1a.1.1.0", queue_id="4jcLFD4bWZzBfrY", size="10") == "DUNNO"
+    service.refresh_usage()  # the message is still waiting in the writer when this starts
+    assert request("RCPT", "2b.1.2.0", recipient="b@site.example").startswith("452 ")
