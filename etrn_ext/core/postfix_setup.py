@@ -384,10 +384,10 @@ def milter_main_cf(current: Mapping[str, str], milter_service: str) -> dict[str,
         for item in split_restrictions(current.get("smtpd_milters", ""))
         if milter_service not in item
     ]
-    return {
-        "smtpd_milters": ", ".join([*kept, service]),
-        "milter_default_action": "accept",
-    }
+    lines = {"smtpd_milters": ", ".join([*kept, service])}
+    if not kept:  # other milters keep the failure policy their admin chose for them
+        lines["milter_default_action"] = "accept"
+    return lines
 
 
 def recipient_map_lines(domains: Sequence[IntermittentDomain]) -> list[str]:
@@ -485,7 +485,8 @@ def render_postfix_config(
             "",
             "# --- main.cf: etrn-milter (tags held mail with a trace header and records it) ---",
             "# default_action=accept: a dead milter never costs mail. Postfix 3.11 changed the",
-            "# global milter_default_action to 'shutdown'; say 'accept' here as well.",
+            "# global milter_default_action to 'shutdown'; with no other milter, say 'accept'",
+            "# there as well (other milters keep the policy chosen for them).",
             *(f"{name} = {value}" for name, value in milter.items()),
             "# The default milter_rcpt_macros carry {rcpt_mailer} and milter_end_of_data_macros",
             "# carry {i} (the queue id): nothing more is needed.",

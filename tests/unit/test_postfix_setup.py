@@ -9,6 +9,7 @@ from etrn_ext.core.names import parse_domain
 from etrn_ext.core.postfix_setup import (
     PostfixFacts,
     check_postfix,
+    milter_main_cf,
     policyd_main_cf,
     recommended_lifetime,
     render_postfix_config,
@@ -135,3 +136,14 @@ def test_doctor_sees_a_permit_before_our_check_and_a_global_default_action() -> 
     assert not check_postfix(
         facts(smtpd_etrn_restrictions=bare, smtpd_policy_service_default_action="DUNNO"), [SITE]
     )
+
+
+def test_milter_lines_leave_other_milters_failure_policy_alone() -> None:
+    alone = milter_main_cf({}, "unix:private/etrn-milter")
+    assert alone["milter_default_action"] == "accept"
+    shared = milter_main_cf({"smtpd_milters": "inet:127.0.0.1:3310"}, "unix:private/etrn-milter")
+    assert shared == {
+        "smtpd_milters": (
+            "inet:127.0.0.1:3310, { unix:private/etrn-milter, default_action=accept }"
+        )
+    }
