@@ -58,19 +58,8 @@ class EtrnOutcome:
     throttled: str | None = None
 
 
-def _dns_changed(old: EtrnSettings, new: EtrnSettings) -> bool:
-    return (old.dns_timeout_seconds, old.dns_cache_seconds) != (
-        new.dns_timeout_seconds,
-        new.dns_cache_seconds,
-    )
-
-
-def _limits_changed(old: EtrnSettings, new: EtrnSettings) -> bool:
-    return (old.domain_flush_interval_seconds, old.client_limit, old.client_window_seconds) != (
-        new.domain_flush_interval_seconds,
-        new.client_limit,
-        new.client_window_seconds,
-    )
+def _changed(old: EtrnSettings, new: EtrnSettings, *names: str) -> bool:
+    return any(getattr(old, name) != getattr(new, name) for name in names)
 
 
 class EtrnHook:
@@ -99,11 +88,13 @@ class EtrnHook:
         change: a reload must not let every client flush again at once.
         """
         previous = getattr(self, "settings", None)
-        if resolver is not None or previous is None or _dns_changed(previous, settings):
+        dns = ("dns_timeout_seconds", "dns_cache_seconds")
+        limits = ("domain_flush_interval_seconds", "client_limit", "client_window_seconds")
+        if resolver is not None or previous is None or _changed(previous, settings, *dns):
             self.resolver = resolver or CachingResolver(
                 timeout=settings.dns_timeout_seconds, cache_seconds=settings.dns_cache_seconds
             )
-        if previous is None or _limits_changed(previous, settings):
+        if previous is None or _changed(previous, settings, *limits):
             self.throttle = FlushThrottle(
                 domain_interval=settings.domain_flush_interval_seconds,
                 client_limit=settings.client_limit,

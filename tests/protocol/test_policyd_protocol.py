@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -231,3 +232,12 @@ def test_a_refresh_counts_what_the_writer_has_not_committed_yet(
     assert request("END-OF-MESSAGE", "1a.1.1.0", queue_id="4jcLFD4bWZzBfrY", size="10") == "DUNNO"
     service.refresh_usage()  # the message is still waiting in the writer when this starts
     assert request("RCPT", "2b.1.2.0", recipient="b@site.example").startswith("452 ")
+
+
+def test_a_reload_keeps_the_rate_limits_memory(service: PolicyService) -> None:
+    throttle, resolver = service.etrn.throttle, service.etrn.resolver
+    service.reload(service.ctx.settings)
+    assert (service.etrn.throttle, service.etrn.resolver) == (throttle, resolver)
+    quicker = dataclasses.replace(service.ctx.settings.etrn, client_limit=1)
+    service.reload(dataclasses.replace(service.ctx.settings, etrn=quicker))
+    assert service.etrn.throttle is not throttle
