@@ -61,6 +61,21 @@ def test_exit_69_is_a_clear_fast_flush_error(tmp_path: Path) -> None:
         PostfixAdapter(MtaSettings(postqueue=refusing)).flush_domain(parse_domain("site.example"))
 
 
+def test_a_failed_flush_or_lookup_runs_once(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    failing = _script(tmp_path, "failing", f'echo "$*" >> {calls}; echo "fatal: boom" >&2; exit 75')
+    adapter = PostfixAdapter(MtaSettings(postqueue=failing, postmap=failing))
+    with pytest.raises(MtaCommandError, match="fatal: boom") as flush_failure:
+        adapter.flush_domain(parse_domain("site.example"))
+    with pytest.raises(MtaCommandError, match="fatal: boom") as lookup_failure:
+        adapter.lookup("hash:/etc/postfix/transport", "site.example")
+    assert (flush_failure.value.returncode, lookup_failure.value.returncode) == (75, 75)
+    assert calls.read_text().splitlines() == [
+        "-c /etc/postfix -s site.example",
+        "-c /etc/postfix -q site.example hash:/etc/postfix/transport",
+    ]
+
+
 def test_hung_commands_are_killed(tmp_path: Path) -> None:
     sleeper = _script(tmp_path, "sleeper", "exec sleep 30")
     adapter = PostfixAdapter(MtaSettings(postqueue=sleeper, command_timeout_seconds=0.3))
