@@ -123,23 +123,33 @@ def _snapshot(
 
 def _follow(
     ctx: Context,
-    keys: dict[Key, str],
+    keys: Iterable[Key],
     timeout: float,
     poll_seconds: float,
     sleep: Callable[[float], None],
 ) -> tuple[dict[Key, str], float]:
-    """Poll the queue until none of ``keys`` is queued or ``timeout``; returns what remains."""
+    """Poll the queue until ``keys`` have left it or ``timeout``; returns those listed last.
+
+    showq lists the active queue before incoming and deferred, so a message moving into
+    the active queue while it lists can be missing from one listing: a recipient has left
+    the queue only when two listings in a row miss it.
+    """
     started = time.monotonic()
+    following = set(keys)
+    missed_before: set[Key] = set()
     while True:
-        remaining = {
+        listed = {
             (entry.queue_id, r.address): r.delay_reason
             for entry in ctx.mta.list_queue()
             for r in entry.recipients
-            if (entry.queue_id, r.address) in keys
+            if (entry.queue_id, r.address) in following
         }
+        missed = following - listed.keys()
+        following -= missed & missed_before
+        missed_before = missed - missed_before
         elapsed = time.monotonic() - started
-        if not remaining or elapsed >= timeout:
-            return remaining, round(elapsed, 2)
+        if not following or elapsed >= timeout:
+            return listed, round(elapsed, 2)
         sleep(min(poll_seconds, max(timeout - elapsed, 0.0)))
 
 
@@ -187,15 +197,24 @@ def _finish(
     result = FlushResult(target, queue_ids, list(keys), other_domains, on_hold)
     if wait is None:
         return result
-    remaining, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
+    listed_last, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
     sync(ctx)
     states = {
-        (row.queue_id, row.recipient): (row.state.value, row.reason)
+        (row.queue_id, row.recipient): (row.state, row.reason)
         for queue_id in queue_ids
         for row in ctx.store.held_rows(queue_id=queue_id, states=tuple(HeldState))
         if row.node == ctx.node
     }
-    finished = {key: states.get(key, ("gone", "")) for key in keys if key not in remaining}
+    finished: dict[Key, tuple[str, str]] = {}
+    remaining: dict[Key, str] = {}
+    for key in keys:
+        state, reason = states.get(key, (HeldState.GONE, ""))
+        if state in PENDING_STATES:  # the sync's listing still had it
+            remaining[key] = reason
+        elif state is HeldState.GONE and key in listed_last:  # missed by one listing only
+            remaining[key] = listed_last[key]
+        else:
+            finished[key] = (state.value, reason)
     return FlushResult(
         target, queue_ids, list(keys), other_domains, on_hold, waited, finished, remaining
     )
