@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from etrn_ext.config import IndexSettings, MtaSettings, Settings
+from etrn_ext.core.model import HeldState
 from etrn_ext.core.registry import DomainChanges
 from etrn_ext.service.context import Context
 from etrn_ext.service.domains import add_domain
 from etrn_ext.service.queue import flush_domain
+from etrn_ext.service.sync import sync
 
 QUEUE_ID = "4jcLFD4bWZzBfrY"
 RECIPIENT = "a@site.example"
@@ -126,3 +128,32 @@ def test_flush_wait_calls_mail_gone_only_when_two_listings_in_a_row_miss_it(
     StandIn(directory, listings)
     result = flush_domain(ctx, "site.example", wait=0.5, poll_seconds=0.05)
     assert (result.finished, result.remaining) == (finished, remaining)
+
+
+def _state(ctx: Context) -> str:
+    [row] = ctx.store.held_rows(queue_id=QUEUE_ID, states=tuple(HeldState))
+    return row.state.value
+
+
+EXPIRED = (
+    f"relay/qmgr[1]: {QUEUE_ID}: from=<alice@example.org>, status=expired, returned to sender\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("logged", "state"),
+    [
+        pytest.param({1: sent()}, "delivered", id="sent-during-a-listing-that-still-shows-it"),
+        pytest.param({2: sent()}, "delivered", id="sent-during-a-listing-that-misses-it"),
+        pytest.param({2: EXPIRED}, "expired", id="expired-during-a-listing-that-misses-it"),
+    ],
+)
+def test_mail_that_leaves_while_sync_lists_the_queue_keeps_its_logged_outcome(
+    relay: tuple[Context, Path], logged: dict[int, str], state: str
+) -> None:
+    ctx, directory = relay
+    StandIn(directory, [[queued()], [], []], logged=logged)
+    for _ in range(3):
+        sync(ctx)
+    [row] = ctx.store.held_rows(queue_id=QUEUE_ID, states=tuple(HeldState))
+    assert row.state.value == state
