@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from etrn_ext.core.errors import InvalidInputError, UnknownDomainError, UnknownMessageError
+from etrn_ext.core.errors import (
+    EtrnExtError,
+    InvalidInputError,
+    UnknownDomainError,
+    UnknownMessageError,
+)
 from etrn_ext.core.model import (
     PENDING_STATES,
     Event,
@@ -103,6 +108,10 @@ class FlushResult:
     remaining: dict[Key, str] = field(default_factory=dict)
 
 
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
 def _snapshot(
     ctx: Context, wanted: Callable[[QueueEntry, str], bool]
 ) -> tuple[list[QueueEntry], dict[Key, str]]:
@@ -153,6 +162,48 @@ def _follow(
         sleep(min(poll_seconds, max(timeout - elapsed, 0.0)))
 
 
+def _record_flush(
+    ctx: Context,
+    entries: list[QueueEntry],
+    keys: dict[Key, str],
+    *,
+    matcher: HeldDomains,
+    domain: str | None,
+    other_domains: dict[str, list[str]],
+    not_flushed: Sequence[str] = (),
+) -> None:
+    """Index the flushed mail as flushing and record the flush in the audit trail."""
+    queue_ids = [entry.queue_id for entry in entries]
+    now = ctx.clock()
+    ctx.store.write_batch(
+        [
+            row
+            for entry in entries
+            for row in held_values_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
+        ],
+        [],
+    )
+    detail: dict[str, object] = {
+        "queue_ids": queue_ids,
+        "messages": len(queue_ids),
+        "recipients": len(keys),
+        "other_domains": other_domains,
+    }
+    if not_flushed:
+        detail["not_flushed"] = list(not_flushed)
+    ctx.store.record_event(
+        Event(
+            at=ctx.clock(),
+            kind=EventKind.FLUSH,
+            node=ctx.node,
+            actor=ctx.actor,
+            outcome="requested",
+            domain=domain,
+            detail=detail,
+        )
+    )
+
+
 def _finish(
     ctx: Context,
     target: str,
@@ -166,34 +217,10 @@ def _finish(
     poll_seconds: float,
     sleep: Callable[[float], None],
 ) -> FlushResult:
-    """Index the flushed mail as flushing, record the flush, and follow the queue if asked to."""
+    """Record the flush, then follow the queue if asked to."""
+    _record_flush(ctx, entries, keys, matcher=matcher, domain=domain, other_domains=other_domains)
     queue_ids = [entry.queue_id for entry in entries]
     on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
-    now = ctx.clock()
-    ctx.store.write_batch(
-        [
-            row
-            for entry in entries
-            for row in held_values_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
-        ],
-        [],
-    )
-    ctx.store.record_event(
-        Event(
-            at=ctx.clock(),
-            kind=EventKind.FLUSH,
-            node=ctx.node,
-            actor=ctx.actor,
-            outcome="requested",
-            domain=domain,
-            detail={
-                "queue_ids": queue_ids,
-                "messages": len(queue_ids),
-                "recipients": len(keys),
-                "other_domains": other_domains,
-            },
-        )
-    )
     result = FlushResult(target, queue_ids, list(keys), other_domains, on_hold)
     if wait is None:
         return result
@@ -242,8 +269,24 @@ def flush_domain(
     }
     other_domains = {queue_id: others for queue_id, others in other_domains.items() if others}
     # Postfix keeps one flush log per recipient domain: flush every (sub)domain that has mail.
-    for recipient_domain in sorted({address.rpartition("@")[2].lower() for _q, address in keys}):
-        ctx.mta.flush_domain(parse_domain(recipient_domain))
+    recipient_domains = sorted({_domain_of(address) for _queue_id, address in keys})
+    for done, recipient_domain in enumerate(recipient_domains):
+        try:
+            ctx.mta.flush_domain(parse_domain(recipient_domain))
+        except EtrnExtError:
+            # The mail of the domains flushed before this one is on its way: say so.
+            flushed = {q for q, address in keys if _domain_of(address) in recipient_domains[:done]}
+            if flushed:
+                _record_flush(
+                    ctx,
+                    [entry for entry in entries if entry.queue_id in flushed],
+                    {key: reason for key, reason in keys.items() if key[0] in flushed},
+                    matcher=matcher,
+                    domain=domain.name.ascii,
+                    other_domains={q: o for q, o in other_domains.items() if q in flushed},
+                    not_flushed=recipient_domains[done:],
+                )
+            raise
     return _finish(
         ctx,
         domain.name.ascii,

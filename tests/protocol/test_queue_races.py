@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from etrn_ext.config import IndexSettings, MtaSettings, Settings
-from etrn_ext.core.model import HeldState
+from etrn_ext.core.model import EventKind, HeldState
+from etrn_ext.core.names import parse_domain
 from etrn_ext.core.registry import DomainChanges
+from etrn_ext.mta.postfix import NotFastFlushError
 from etrn_ext.service.context import Context
 from etrn_ext.service.domains import add_domain
 from etrn_ext.service.queue import flush_domain
@@ -157,3 +159,29 @@ def test_mail_that_leaves_while_sync_lists_the_queue_keeps_its_logged_outcome(
         sync(ctx)
     [row] = ctx.store.held_rows(queue_id=QUEUE_ID, states=tuple(HeldState))
     assert row.state.value == state
+
+
+def test_a_subdomain_postfix_cannot_flush_leaves_the_flushed_ones_recorded(
+    relay: tuple[Context, Path],
+) -> None:
+    ctx, directory = relay
+    other = ("D5D0020E7A9", "b@sub.site.example")
+    postqueue = StandIn(directory, [[queued(), queued(*other)]], refused=["sub.site.example"])
+    sync(ctx)
+    with pytest.raises(NotFastFlushError):
+        flush_domain(ctx, "site.example")
+    assert [line.split()[-1] for line in postqueue.flushes()] == [
+        "site.example",
+        "sub.site.example",
+    ]
+    [event] = ctx.store.events_for(parse_domain("site.example"), kinds={EventKind.FLUSH})
+    assert (event.outcome, event.detail["queue_ids"], event.detail["not_flushed"]) == (
+        "requested",
+        [QUEUE_ID],
+        ["sub.site.example"],
+    )
+    states = {
+        (row.queue_id, row.recipient): row.state.value
+        for row in ctx.store.held_rows(states=tuple(HeldState))
+    }
+    assert states == {HELD: "flushing", other: "held"}
