@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from etrn_ext.core.errors import (
@@ -162,32 +162,47 @@ def _follow(
         sleep(min(poll_seconds, max(timeout - elapsed, 0.0)))
 
 
-def _record_flush(
-    ctx: Context,
-    entries: list[QueueEntry],
-    keys: dict[Key, str],
-    *,
-    matcher: HeldDomains,
-    domain: str | None,
-    other_domains: dict[str, list[str]],
-    not_flushed: Sequence[str] = (),
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _FlushScope:
+    """The queued mail one flush covers, and what the index and the audit trail say of it."""
+
+    entries: list[QueueEntry]
+    keys: dict[Key, str]
+    matcher: HeldDomains
+    domain: str | None
+    other_domains: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def queue_ids(self) -> list[str]:
+        return [entry.queue_id for entry in self.entries]
+
+    def only(self, queue_ids: Collection[str]) -> _FlushScope:
+        """The part of this flush that covers ``queue_ids``."""
+        return _FlushScope(
+            [entry for entry in self.entries if entry.queue_id in queue_ids],
+            {key: reason for key, reason in self.keys.items() if key[0] in queue_ids},
+            self.matcher,
+            self.domain,
+            {q: others for q, others in self.other_domains.items() if q in queue_ids},
+        )
+
+
+def _record_flush(ctx: Context, scope: _FlushScope, not_flushed: Sequence[str] = ()) -> None:
     """Index the flushed mail as flushing and record the flush in the audit trail."""
-    queue_ids = [entry.queue_id for entry in entries]
     now = ctx.clock()
     ctx.store.write_batch(
         [
             row
-            for entry in entries
-            for row in held_values_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
+            for entry in scope.entries
+            for row in held_values_of(entry, scope.matcher, ctx.node, now, HeldState.FLUSHING)
         ],
         [],
     )
     detail: dict[str, object] = {
-        "queue_ids": queue_ids,
-        "messages": len(queue_ids),
-        "recipients": len(keys),
-        "other_domains": other_domains,
+        "queue_ids": scope.queue_ids,
+        "messages": len(scope.entries),
+        "recipients": len(scope.keys),
+        "other_domains": scope.other_domains,
     }
     if not_flushed:
         detail["not_flushed"] = list(not_flushed)
@@ -198,7 +213,7 @@ def _record_flush(
             node=ctx.node,
             actor=ctx.actor,
             outcome="requested",
-            domain=domain,
+            domain=scope.domain,
             detail=detail,
         )
     )
@@ -207,21 +222,17 @@ def _record_flush(
 def _finish(
     ctx: Context,
     target: str,
-    entries: list[QueueEntry],
-    keys: dict[Key, str],
+    scope: _FlushScope,
     *,
-    matcher: HeldDomains,
-    domain: str | None,
-    other_domains: dict[str, list[str]],
     wait: float | None,
     poll_seconds: float,
     sleep: Callable[[float], None],
 ) -> FlushResult:
     """Record the flush, then follow the queue if asked to."""
-    _record_flush(ctx, entries, keys, matcher=matcher, domain=domain, other_domains=other_domains)
-    queue_ids = [entry.queue_id for entry in entries]
-    on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
-    result = FlushResult(target, queue_ids, list(keys), other_domains, on_hold)
+    _record_flush(ctx, scope)
+    queue_ids, keys = scope.queue_ids, scope.keys
+    on_hold = [entry.queue_id for entry in scope.entries if entry.queue_name == "hold"]
+    result = FlushResult(target, queue_ids, list(keys), scope.other_domains, on_hold)
     if wait is None:
         return result
     listed_last, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
@@ -243,7 +254,7 @@ def _finish(
         else:
             finished[key] = (state.value, reason)
     return FlushResult(
-        target, queue_ids, list(keys), other_domains, on_hold, waited, finished, remaining
+        target, queue_ids, list(keys), scope.other_domains, on_hold, waited, finished, remaining
     )
 
 
@@ -268,6 +279,7 @@ def flush_domain(
         for entry in entries
     }
     other_domains = {queue_id: others for queue_id, others in other_domains.items() if others}
+    scope = _FlushScope(entries, keys, matcher, domain.name.ascii, other_domains)
     # Postfix keeps one flush log per recipient domain: flush every (sub)domain that has mail.
     recipient_domains = sorted({_domain_of(address) for _queue_id, address in keys})
     for done, recipient_domain in enumerate(recipient_domains):
@@ -277,28 +289,9 @@ def flush_domain(
             # The mail of the domains flushed before this one is on its way: say so.
             flushed = {q for q, address in keys if _domain_of(address) in recipient_domains[:done]}
             if flushed:
-                _record_flush(
-                    ctx,
-                    [entry for entry in entries if entry.queue_id in flushed],
-                    {key: reason for key, reason in keys.items() if key[0] in flushed},
-                    matcher=matcher,
-                    domain=domain.name.ascii,
-                    other_domains={q: o for q, o in other_domains.items() if q in flushed},
-                    not_flushed=recipient_domains[done:],
-                )
+                _record_flush(ctx, scope.only(flushed), not_flushed=recipient_domains[done:])
             raise
-    return _finish(
-        ctx,
-        domain.name.ascii,
-        entries,
-        keys,
-        matcher=matcher,
-        domain=domain.name.ascii,
-        other_domains=other_domains,
-        wait=wait,
-        poll_seconds=poll_seconds,
-        sleep=sleep,
-    )
+    return _finish(ctx, domain.name.ascii, scope, wait=wait, poll_seconds=poll_seconds, sleep=sleep)
 
 
 def flush_messages(
@@ -319,14 +312,13 @@ def flush_messages(
     ctx.mta.flush_ids(wanted)
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     held_domains = {matcher.for_address(address) for _queue_id, address in keys} - {None}
+    scope = _FlushScope(
+        entries, keys, matcher, held_domains.pop() if len(held_domains) == 1 else None
+    )
     return _finish(
         ctx,
         f"queue id(s) {', '.join(sorted(values))}",
-        entries,
-        keys,
-        matcher=matcher,
-        domain=held_domains.pop() if len(held_domains) == 1 else None,
-        other_domains={},
+        scope,
         wait=wait,
         poll_seconds=poll_seconds,
         sleep=sleep,
