@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,6 +15,33 @@ if TYPE_CHECKING:
 
 DEFAULT_WAIT_SECONDS = 120.0
 EX_MAIL_REMAINS = 1
+
+
+class WaitSeconds(click.FloatRange):
+    """A positive, finite number of seconds (FloatRange alone lets nan and inf through).
+
+    ``--wait``'s value is optional, so click reads the word after it as the seconds:
+    when that word is the domain, say how to write the option instead.
+    """
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(
+                f"{value!r} is not a number of seconds; write --wait=SECONDS, "
+                "or a bare --wait after DOMAIN",
+                param,
+                ctx,
+            )
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(seconds, param, ctx)
 
 
 def _result_json(result: FlushResult) -> dict[str, Any]:
@@ -78,12 +106,16 @@ def _print(result: FlushResult) -> None:
 @click.option(
     "--wait",
     "wait_seconds",
-    type=float,
+    type=WaitSeconds(),
     is_flag=False,
     flag_value=DEFAULT_WAIT_SECONDS,
     default=None,
     metavar="[SECONDS]",
-    help=f"Follow the queue until the mail is gone or SECONDS pass ({DEFAULT_WAIT_SECONDS:g}).",
+    help=(
+        f"Follow the queue until the mail is gone or SECONDS pass ({DEFAULT_WAIT_SECONDS:g}). "
+        "The word after --wait is read as SECONDS: write --wait=SECONDS, or a bare --wait "
+        "after DOMAIN."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj

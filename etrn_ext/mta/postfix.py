@@ -154,8 +154,7 @@ class PostfixAdapter:
         result = run_command(argv, timeout=self.settings.command_timeout_seconds, check=False)
         if result.returncode == EX_UNAVAILABLE and "not configured" in result.stderr:
             raise NotFastFlushError(domain, argv, result.stderr)
-        if result.returncode != 0:
-            run_command(argv, timeout=self.settings.command_timeout_seconds)  # raises with stderr
+        result.check_returncode()
 
     def flush_ids(self, queue_ids: Sequence[QueueId]) -> None:
         """``postqueue -i`` takes one id per call, so a few calls run side by side."""
@@ -227,10 +226,8 @@ class PostfixAdapter:
             result = run_command(argv, timeout=self.settings.command_timeout_seconds, check=False)
             if result.returncode == 0:
                 return result.stdout.strip()
-            if result.returncode != 1:
-                run_command(
-                    argv, timeout=self.settings.command_timeout_seconds
-                )  # raises with stderr
+            if result.returncode != 1:  # 1: not in this table, ask the next one
+                result.check_returncode()
         return None
 
     def postsuper(self, action: str, queue_ids: Sequence[QueueId]) -> None:

@@ -27,6 +27,11 @@ class CommandResult:
     stdout: str
     stderr: str
 
+    def check_returncode(self) -> None:
+        """Raise for a non-zero exit, for callers that first looked at the exit status."""
+        if self.returncode != 0:
+            raise _failure(self.argv, self.returncode, self.stderr)
+
 
 def _failure(argv: Sequence[str], returncode: int, stderr: str) -> MtaCommandError:
     lines = stderr.strip().splitlines()
@@ -53,9 +58,10 @@ def run_command(argv: Sequence[str], *, timeout: float, check: bool = True) -> C
         process.kill()
         process.communicate()
         raise MtaCommandError(argv, f"timed out after {timeout:g}s") from None
-    if check and process.returncode != 0:
-        raise _failure(argv, process.returncode, stderr)
-    return CommandResult(tuple(argv), process.returncode, stdout, stderr)
+    result = CommandResult(tuple(argv), process.returncode, stdout, stderr)
+    if check:
+        result.check_returncode()
+    return result
 
 
 class LineStream:

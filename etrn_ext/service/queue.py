@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from etrn_ext.core.errors import InvalidInputError, UnknownDomainError, UnknownMessageError
+from etrn_ext.core.errors import (
+    EtrnExtError,
+    InvalidInputError,
+    UnknownDomainError,
+    UnknownMessageError,
+)
 from etrn_ext.core.model import (
     PENDING_STATES,
     Event,
@@ -103,6 +108,10 @@ class FlushResult:
     remaining: dict[Key, str] = field(default_factory=dict)
 
 
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
 def _snapshot(
     ctx: Context, wanted: Callable[[QueueEntry, str], bool]
 ) -> tuple[list[QueueEntry], dict[Key, str]]:
@@ -123,51 +132,80 @@ def _snapshot(
 
 def _follow(
     ctx: Context,
-    keys: dict[Key, str],
+    keys: Iterable[Key],
     timeout: float,
     poll_seconds: float,
     sleep: Callable[[float], None],
 ) -> tuple[dict[Key, str], float]:
-    """Poll the queue until none of ``keys`` is queued or ``timeout``; returns what remains."""
+    """Poll the queue until ``keys`` have left it or ``timeout``; returns those listed last.
+
+    showq lists the active queue before incoming and deferred, so a message moving into
+    the active queue while it lists can be missing from one listing: a recipient has left
+    the queue only when two listings in a row miss it.
+    """
     started = time.monotonic()
+    following = set(keys)
+    missed_before: set[Key] = set()
     while True:
-        remaining = {
+        listed = {
             (entry.queue_id, r.address): r.delay_reason
             for entry in ctx.mta.list_queue()
             for r in entry.recipients
-            if (entry.queue_id, r.address) in keys
+            if (entry.queue_id, r.address) in following
         }
+        missed = following - listed.keys()
+        following -= missed & missed_before
+        missed_before = missed - missed_before
         elapsed = time.monotonic() - started
-        if not remaining or elapsed >= timeout:
-            return remaining, round(elapsed, 2)
+        if not following or elapsed >= timeout:
+            return listed, round(elapsed, 2)
         sleep(min(poll_seconds, max(timeout - elapsed, 0.0)))
 
 
-def _finish(
-    ctx: Context,
-    target: str,
-    entries: list[QueueEntry],
-    keys: dict[Key, str],
-    *,
-    matcher: HeldDomains,
-    domain: str | None,
-    other_domains: dict[str, list[str]],
-    wait: float | None,
-    poll_seconds: float,
-    sleep: Callable[[float], None],
-) -> FlushResult:
-    """Index the flushed mail as flushing, record the flush, and follow the queue if asked to."""
-    queue_ids = [entry.queue_id for entry in entries]
-    on_hold = [entry.queue_id for entry in entries if entry.queue_name == "hold"]
+@dataclass(frozen=True, slots=True)
+class _FlushScope:
+    """The queued mail one flush covers, and what the index and the audit trail say of it."""
+
+    entries: list[QueueEntry]
+    keys: dict[Key, str]
+    matcher: HeldDomains
+    domain: str | None
+    other_domains: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def queue_ids(self) -> list[str]:
+        return [entry.queue_id for entry in self.entries]
+
+    def only(self, queue_ids: Collection[str]) -> _FlushScope:
+        """The part of this flush that covers ``queue_ids``."""
+        return _FlushScope(
+            [entry for entry in self.entries if entry.queue_id in queue_ids],
+            {key: reason for key, reason in self.keys.items() if key[0] in queue_ids},
+            self.matcher,
+            self.domain,
+            {q: others for q, others in self.other_domains.items() if q in queue_ids},
+        )
+
+
+def _record_flush(ctx: Context, scope: _FlushScope, not_flushed: Sequence[str] = ()) -> None:
+    """Index the flushed mail as flushing and record the flush in the audit trail."""
     now = ctx.clock()
     ctx.store.write_batch(
         [
             row
-            for entry in entries
-            for row in held_values_of(entry, matcher, ctx.node, now, HeldState.FLUSHING)
+            for entry in scope.entries
+            for row in held_values_of(entry, scope.matcher, ctx.node, now, HeldState.FLUSHING)
         ],
         [],
     )
+    detail: dict[str, object] = {
+        "queue_ids": scope.queue_ids,
+        "messages": len(scope.entries),
+        "recipients": len(scope.keys),
+        "other_domains": scope.other_domains,
+    }
+    if not_flushed:
+        detail["not_flushed"] = list(not_flushed)
     ctx.store.record_event(
         Event(
             at=ctx.clock(),
@@ -175,29 +213,48 @@ def _finish(
             node=ctx.node,
             actor=ctx.actor,
             outcome="requested",
-            domain=domain,
-            detail={
-                "queue_ids": queue_ids,
-                "messages": len(queue_ids),
-                "recipients": len(keys),
-                "other_domains": other_domains,
-            },
+            domain=scope.domain,
+            detail=detail,
         )
     )
-    result = FlushResult(target, queue_ids, list(keys), other_domains, on_hold)
+
+
+def _finish(
+    ctx: Context,
+    target: str,
+    scope: _FlushScope,
+    *,
+    wait: float | None,
+    poll_seconds: float,
+    sleep: Callable[[float], None],
+) -> FlushResult:
+    """Record the flush, then follow the queue if asked to."""
+    _record_flush(ctx, scope)
+    queue_ids, keys = scope.queue_ids, scope.keys
+    on_hold = [entry.queue_id for entry in scope.entries if entry.queue_name == "hold"]
+    result = FlushResult(target, queue_ids, list(keys), scope.other_domains, on_hold)
     if wait is None:
         return result
-    remaining, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
+    listed_last, waited = _follow(ctx, keys, wait, poll_seconds, sleep)
     sync(ctx)
     states = {
-        (row.queue_id, row.recipient): (row.state.value, row.reason)
+        (row.queue_id, row.recipient): (row.state, row.reason)
         for queue_id in queue_ids
         for row in ctx.store.held_rows(queue_id=queue_id, states=tuple(HeldState))
         if row.node == ctx.node
     }
-    finished = {key: states.get(key, ("gone", "")) for key in keys if key not in remaining}
+    finished: dict[Key, tuple[str, str]] = {}
+    remaining: dict[Key, str] = {}
+    for key in keys:
+        state, reason = states.get(key, (HeldState.GONE, ""))
+        if state in PENDING_STATES:  # the sync's listing still had it
+            remaining[key] = reason
+        elif state is HeldState.GONE and key in listed_last:  # missed by one listing only
+            remaining[key] = listed_last[key]
+        else:
+            finished[key] = (state.value, reason)
     return FlushResult(
-        target, queue_ids, list(keys), other_domains, on_hold, waited, finished, remaining
+        target, queue_ids, list(keys), scope.other_domains, on_hold, waited, finished, remaining
     )
 
 
@@ -222,21 +279,19 @@ def flush_domain(
         for entry in entries
     }
     other_domains = {queue_id: others for queue_id, others in other_domains.items() if others}
+    scope = _FlushScope(entries, keys, matcher, domain.name.ascii, other_domains)
     # Postfix keeps one flush log per recipient domain: flush every (sub)domain that has mail.
-    for recipient_domain in sorted({address.rpartition("@")[2].lower() for _q, address in keys}):
-        ctx.mta.flush_domain(parse_domain(recipient_domain))
-    return _finish(
-        ctx,
-        domain.name.ascii,
-        entries,
-        keys,
-        matcher=matcher,
-        domain=domain.name.ascii,
-        other_domains=other_domains,
-        wait=wait,
-        poll_seconds=poll_seconds,
-        sleep=sleep,
-    )
+    recipient_domains = sorted({_domain_of(address) for _queue_id, address in keys})
+    for done, recipient_domain in enumerate(recipient_domains):
+        try:
+            ctx.mta.flush_domain(parse_domain(recipient_domain))
+        except EtrnExtError:
+            # The mail of the domains flushed before this one is on its way: say so.
+            flushed = {q for q, address in keys if _domain_of(address) in recipient_domains[:done]}
+            if flushed:
+                _record_flush(ctx, scope.only(flushed), not_flushed=recipient_domains[done:])
+            raise
+    return _finish(ctx, domain.name.ascii, scope, wait=wait, poll_seconds=poll_seconds, sleep=sleep)
 
 
 def flush_messages(
@@ -257,14 +312,13 @@ def flush_messages(
     ctx.mta.flush_ids(wanted)
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     held_domains = {matcher.for_address(address) for _queue_id, address in keys} - {None}
+    scope = _FlushScope(
+        entries, keys, matcher, held_domains.pop() if len(held_domains) == 1 else None
+    )
     return _finish(
         ctx,
         f"queue id(s) {', '.join(sorted(values))}",
-        entries,
-        keys,
-        matcher=matcher,
-        domain=held_domains.pop() if len(held_domains) == 1 else None,
-        other_domains={},
+        scope,
         wait=wait,
         poll_seconds=poll_seconds,
         sleep=sleep,

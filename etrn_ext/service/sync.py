@@ -3,8 +3,9 @@
 One pass over ``postqueue -j`` (streamed) adds held recipients the index does not
 know (so the index can be rebuilt from the queue alone) and updates changed delay
 reasons; recipients no longer queued are finished as delivered, bounced or expired
-when the mail log says so, and as ``gone`` otherwise. Unchanged rows are not
-rewritten, so a second sync right after the first writes almost nothing.
+when the mail log says so, and as ``gone`` otherwise, until a later sync reads the
+status. Unchanged rows are not rewritten, so a second sync right after the first
+writes almost nothing.
 """
 
 from __future__ import annotations
@@ -121,30 +122,53 @@ def _unchanged(old: PendingRecipient, new: HeldValues) -> bool:
     )
 
 
-def _read_log(ctx: Context, matcher: HeldDomains) -> _Outcomes:
-    """Statuses logged since the last sync, for held domains only; remembers how far it read."""
-    outcomes = _Outcomes()
+@dataclass(frozen=True, slots=True)
+class _LogRead:
+    """The statuses logged since the last sync, and where reading started and stopped."""
+
+    records: list[DeliveryRecord] = field(default_factory=list)
+    since: LogPosition | None = None
+    position: LogPosition | None = None
+
+    def outcomes(self, matcher: HeldDomains) -> _Outcomes:
+        """The statuses of held domains' recipients (and message expiries)."""
+        outcomes = _Outcomes()
+        for record in self.records:
+            if not record.recipient or matcher.for_address(record.recipient):
+                outcomes.add(record)
+        return outcomes
+
+
+def _read_log(ctx: Context) -> _LogRead:
+    """Statuses logged since the last sync (none when no mail log is configured)."""
     path = ctx.settings.mta.mail_log
     if not path:
-        return outcomes
+        return _LogRead()
     saved: Any = ctx.store.get_state(ctx.node, LOG_POSITION_KEY)
     since = LogPosition(saved["inode"], saved["offset"]) if saved else None
     records, position = ctx.mta.read_delivery_log(path, since)
-    for record in records:
-        if not record.recipient or matcher.for_address(record.recipient):
-            outcomes.add(record)
-    if position is not None and position != since:
+    return _LogRead(records, since, position)
+
+
+def _remember_log_position(ctx: Context, logged: _LogRead) -> None:
+    """Saved once the statuses are applied: a sync that fails before reads them again."""
+    position = logged.position
+    if position is not None and position != logged.since:
         ctx.store.set_state(
             ctx.node, LOG_POSITION_KEY, {"inode": position.inode, "offset": position.offset}
         )
-    return outcomes
 
 
 def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncResult:
     """Bring this relay's part of the index in line with its queue."""
     started = ctx.clock()
     timer = time.monotonic()
-    listing = ctx.mta.list_queue()  # the MTA lists its queue while we open the index
+    # The log is read before the queue is listed, never after: a recipient delivered
+    # while the queue is listed would be counted as queued and its status consumed.
+    # Delivered before the read, it is not listed and its status is here; delivered
+    # after, its status is read by the next sync, which corrects "gone" below.
+    logged = _read_log(ctx)
+    listing = ctx.mta.list_queue()  # the MTA lists its queue while we read the index
     node = ctx.node
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     known = ctx.store.pending_rows(ctx.node)
@@ -172,7 +196,7 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
             progress(messages)
     ctx.store.write_batch(pending_writes, [])
 
-    outcomes = _read_log(ctx, matcher)
+    outcomes = logged.outcomes(matcher)
     finishing = [
         (queue_id, recipient, *outcomes.final(queue_id, recipient, old.reason))
         for (queue_id, recipient), old in known.items()
@@ -185,8 +209,15 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
         for (queue_id, recipient), (state, text) in outcomes.by_recipient.items()
         if (queue_id, recipient) not in seen and (queue_id, recipient) not in known
     ]
+    late += [
+        (row.queue_id, row.recipient, HeldState.EXPIRED, row.reason)
+        for queue_id in outcomes.expired_messages
+        for row in ctx.store.held_rows(queue_id=queue_id, states=(HeldState.GONE,))
+        if row.node == node
+    ]
     ctx.store.set_states(ctx.node, late, only_if=HeldState.GONE)
     ctx.store.touch_pending(ctx.node, started)
+    _remember_log_position(ctx, logged)
 
     finished: dict[str, int] = {}
     for _queue_id, _recipient, state, _reason in finishing:

@@ -61,6 +61,21 @@ def test_exit_69_is_a_clear_fast_flush_error(tmp_path: Path) -> None:
         PostfixAdapter(MtaSettings(postqueue=refusing)).flush_domain(parse_domain("site.example"))
 
 
+def test_a_failed_flush_or_lookup_runs_once(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    failing = _script(tmp_path, "failing", f'echo "$*" >> {calls}; echo "fatal: boom" >&2; exit 75')
+    adapter = PostfixAdapter(MtaSettings(postqueue=failing, postmap=failing))
+    with pytest.raises(MtaCommandError, match="fatal: boom") as flush_failure:
+        adapter.flush_domain(parse_domain("site.example"))
+    with pytest.raises(MtaCommandError, match="fatal: boom") as lookup_failure:
+        adapter.lookup("hash:/etc/postfix/transport", "site.example")
+    assert (flush_failure.value.returncode, lookup_failure.value.returncode) == (75, 75)
+    assert calls.read_text().splitlines() == [
+        "-c /etc/postfix -s site.example",
+        "-c /etc/postfix -q site.example hash:/etc/postfix/transport",
+    ]
+
+
 def test_hung_commands_are_killed(tmp_path: Path) -> None:
     sleeper = _script(tmp_path, "sleeper", "exec sleep 30")
     adapter = PostfixAdapter(MtaSettings(postqueue=sleeper, command_timeout_seconds=0.3))
@@ -76,22 +91,57 @@ def test_missing_binary(tmp_path: Path) -> None:
         adapter.flush_domain(parse_domain("site.example"))
 
 
+def _sent(queue_id: str) -> str:
+    """A Postfix status=sent line for one recipient of ``queue_id``."""
+    return (
+        f"relay/smtp[1]: {queue_id}: to=<{queue_id.lower()}@site.example>, relay=x, "
+        "dsn=2.0.0, status=sent (250 ok)\n"
+    )
+
+
 def test_mail_log_is_read_incrementally(tmp_path: Path) -> None:
     log = tmp_path / "maillog"
-    sent = "relay/smtp[1]: {qid}: to=<{rcpt}>, relay=x, dsn=2.0.0, status=sent (250 ok)\n"
-    log.write_text(sent.format(qid="AAAAAA1", rcpt="a@site.example"))
+    log.write_text(_sent("AAAAAA1"))
     adapter = PostfixAdapter(MtaSettings())
     first, position = adapter.read_delivery_log(str(log), None)
     assert [r.queue_id for r in first] == ["AAAAAA1"]
     with log.open("a") as handle:
-        handle.write(sent.format(qid="BBBBBB2", rcpt="b@site.example"))
+        handle.write(_sent("BBBBBB2"))
     second, position = adapter.read_delivery_log(str(log), position)
     assert [r.queue_id for r in second] == ["BBBBBB2"]
     log.unlink()
-    log.write_text(sent.format(qid="CCCCCC3", rcpt="c@site.example"))  # rotated: a new file
+    log.write_text(_sent("CCCCCC3"))  # rotated away and deleted: the new file from its start
     third, _ = adapter.read_delivery_log(str(log), position)
     assert [r.queue_id for r in third] == ["CCCCCC3"]
     assert adapter.read_delivery_log(str(tmp_path / "none"), position) == ([], position)
+
+
+def test_a_line_still_being_written_is_read_when_complete(tmp_path: Path) -> None:
+    log = tmp_path / "maillog"
+    whole = _sent("BBBBBB2")
+    log.write_text(_sent("AAAAAA1") + whole[:40])
+    adapter = PostfixAdapter(MtaSettings())
+    first, position = adapter.read_delivery_log(str(log), None)
+    assert [r.queue_id for r in first] == ["AAAAAA1"]
+    with log.open("a") as handle:
+        handle.write(whole[40:])
+    second, _ = adapter.read_delivery_log(str(log), position)
+    assert [r.queue_id for r in second] == ["BBBBBB2"]
+
+
+@pytest.mark.parametrize("rotated_name", ["maillog.1", "maillog-20261128"])
+def test_rotation_reads_the_rest_of_the_old_log_first(tmp_path: Path, rotated_name: str) -> None:
+    log = tmp_path / "maillog"
+    log.write_text(_sent("AAAAAA1"))
+    adapter = PostfixAdapter(MtaSettings())
+    _, position = adapter.read_delivery_log(str(log), None)
+    with log.open("a") as handle:
+        handle.write(_sent("BBBBBB2"))  # logged after the last read, before rotation
+    log.rename(tmp_path / rotated_name)
+    assert [r.queue_id for r in adapter.read_delivery_log(str(log), position)[0]] == ["BBBBBB2"]
+    log.write_text(_sent("CCCCCC3"))
+    records, _ = adapter.read_delivery_log(str(log), position)
+    assert [r.queue_id for r in records] == ["BBBBBB2", "CCCCCC3"]
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("3", 3 * 86400), ("36h", 36 * 3600)])
