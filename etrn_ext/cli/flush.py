@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,21 +16,13 @@ DEFAULT_WAIT_SECONDS = 120.0
 EX_MAIL_REMAINS = 1
 
 
-class WaitSeconds(click.FloatRange):
-    """A positive, finite number of seconds (FloatRange alone lets nan and inf through).
-
-    ``--wait``'s value is optional, so click reads the word after it as the seconds:
-    when that word is the domain, say how to write the option instead.
-    """
-
-    name = "seconds"
-
-    def __init__(self) -> None:
-        super().__init__(min=0, min_open=True)
+class WaitSeconds(render.Seconds):
+    """``--wait``'s value is optional, so click reads the word after it as the seconds:
+    when that word is the domain, say how to write the option instead."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            seconds = float(value)
+            float(value)
         except (TypeError, ValueError):
             self.fail(
                 f"{value!r} is not a number of seconds; write --wait=SECONDS, "
@@ -39,9 +30,7 @@ class WaitSeconds(click.FloatRange):
                 param,
                 ctx,
             )
-        if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
-        return super().convert(seconds, param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _result_json(result: FlushResult) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Output: aligned tables and ``key: value`` blocks for people, JSON for scripts."""
+"""Output: aligned tables and ``key: value`` blocks for people, JSON for scripts; and the
+parameter types the commands share."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -112,3 +114,18 @@ def emit_fields(fields: Mapping[str, object]) -> None:
     width = max((len(key) for key in fields), default=0) + 1
     for key, value in fields.items():
         click.echo(f"{(key + ':').ljust(width)} {value}")
+
+
+class Seconds(click.FloatRange):
+    """A positive, finite number of seconds (FloatRange alone lets nan and inf through)."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds

@@ -81,7 +81,7 @@ def _print_history(entries: list[TriggerHistory], as_json: bool) -> None:
 @click.option(
     "--deadline",
     "deadline_seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=render.Seconds(),
     metavar="SECONDS",
     help="Retry temporary failures until then (default: site.deadline_seconds).",
 )
