@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, inspect, text
 
@@ -25,7 +28,7 @@ from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import DomainChanges, new_domain
 from etrn_ext.core.trigger import Status, TriggerOutcome
 from etrn_ext.index.engine import make_engine
-from etrn_ext.index.schema import SCHEMA_VERSION, current_version, ensure_schema
+from etrn_ext.index.schema import SCHEMA_VERSION, UPGRADES, current_version, ensure_schema
 from etrn_ext.index.store import IndexStore
 from etrn_ext.index.writer import BatchWriter
 
@@ -414,3 +417,49 @@ def test_version_1_index_upgrades_in_place(index_url: str) -> None:
     usage = store.usage_by_domain()["site.example"]
     assert (usage.messages, usage.recipients, usage.bytes) == (2, 3, 2000)
     store.close()
+
+
+OPENERS = 8
+
+
+def _open_index(url: str, barrier: Any, results: Any) -> None:
+    """In a process of its own: open the index at the same moment as the others."""
+    barrier.wait(timeout=60)
+    try:
+        IndexStore.open(IndexSettings(url=url)).close()
+    except Exception as exc:  # noqa: BLE001 - the parent asserts on what each process met
+        results.put(f"{type(exc).__name__}: {exc}")
+    else:
+        results.put("ok")
+
+
+@pytest.mark.parametrize("start", ["fresh", "version-1"])
+def test_processes_opening_one_index_at_once_all_succeed(index_url: str, start: str) -> None:
+    if start == "version-1":
+        _as_version_1(index_url).dispose()
+    processes = multiprocessing.get_context("spawn")
+    barrier, results = processes.Barrier(OPENERS), processes.Queue()
+    openers = [
+        processes.Process(target=_open_index, args=(index_url, barrier, results))
+        for _ in range(OPENERS)
+    ]
+    for opener in openers:
+        opener.start()
+    outcomes = [results.get(timeout=120) for _ in openers]
+    for opener in openers:
+        opener.join(timeout=60)
+    assert outcomes == ["ok"] * OPENERS
+    engine = make_engine(IndexSettings(url=index_url))
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION
+        assert connection.execute(text("SELECT count(*) FROM etrn_schema")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_upgrade_steps_may_run_again(index_url: str) -> None:
+    engine = make_engine(IndexSettings(url=index_url))
+    ensure_schema(engine)
+    for step in UPGRADES.values():
+        with engine.begin() as connection:
+            step(connection)
+    engine.dispose()
