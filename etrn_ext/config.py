@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import platform
 import re
+import string
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ def setting(default: Any, doc: str, check: Check | None = None) -> Any:
 
 
 def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+    return None if math.isfinite(value) and value > 0 else "must be a finite number greater than 0"
 
 
 def _absolute_path(value: str) -> str | None:
@@ -152,6 +154,29 @@ def _smtp_reply(value: str) -> str | None:
     return "must be a 4xx or 5xx reply with text, e.g. '452 4.2.2 quota exceeded'"
 
 
+# What ``{domain}`` stands for when a reply template is checked at start-up.
+_SAMPLE_DOMAIN: Final = "site.example"
+
+
+def _domain_template(check: Check) -> Check:
+    """``check`` for a reply in which ``{domain}`` is replaced, applied once it is filled
+    in: a stray placeholder is then a start-up error, not a failure at the first request."""
+
+    def check_template(value: str) -> str | None:
+        hint = "only {domain} is replaced; write {{ or }} for a literal brace"
+        try:
+            names = {name for _text, name, _spec, _conv in string.Formatter().parse(value)}
+            unknown = sorted(str(name) for name in names - {None, "domain"})
+            if unknown:
+                return f"unknown placeholder {{{unknown[0]}}}: {hint}"
+            filled = value.format(domain=_SAMPLE_DOMAIN)
+        except (ValueError, KeyError) as exc:
+            return f"{exc}: {hint}"
+        return check(filled)
+
+    return check_template
+
+
 def _listen_address(value: str) -> str | None:
     if not value:
         return None
@@ -184,7 +209,7 @@ class PolicydSettings:
     quota_action: str = setting(
         "452 4.2.2 held-mail quota for {domain} exceeded",
         "answer to a recipient of a domain over its quota ({domain} is replaced)",
-        _smtp_reply,
+        _domain_template(_smtp_reply),
     )
     registry_refresh_seconds: float = setting(
         30.0, "how often the registry of domains is re-read from the index", _positive
@@ -264,13 +289,14 @@ class EtrnSettings:
 
     unregistered_action: str = setting(
         "DUNNO",
-        "answer for a domain that is not registered (DUNNO: the MTA's own rules decide)",
-        _policy_action,
+        "answer for a domain that is not registered ({domain} is replaced; "
+        "DUNNO: the MTA's own rules decide)",
+        _domain_template(_policy_action),
     )
     refuse_action: str = setting(
         "459 4.7.1 not allowed to flush {domain}",
         "answer to a client that may not flush a registered domain ({domain} is replaced)",
-        _smtp_reply,
+        _domain_template(_smtp_reply),
     )
     domain_flush_interval_seconds: float = setting(
         60.0, "an ETRN starts flush work for a domain at most once in this time", _positive
@@ -570,6 +596,8 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         return Settings()
     except OSError as exc:
         raise ConfigError("", f"cannot read: {exc.strerror}", chosen) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not UTF-8 (byte {exc.start}), as TOML must be", chosen) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -4,6 +4,11 @@ Every domain name and queue id is parsed here into a value type before any adapt
 sees it; adapters accept these types, never ``str``. The checks are deliberately
 stricter than DNS allows: a name that could be read as an option (``-qfoo``), holds
 shell or whitespace characters, or is not valid IDNA never gets past this module.
+
+U-labels are encoded with the stdlib's IDNA 2003, except for the few characters that
+IDNA 2008 encodes differently (``faß`` is not ``fass`` there), which are refused
+rather than silently mapped. A-labels are checked with a plain punycode round trip,
+so IDNA 2008 names such as ``xn--zca.de`` are accepted as given.
 """
 
 from __future__ import annotations
@@ -20,6 +25,19 @@ from etrn_ext.core.errors import InvalidDomainError, InvalidInputError, InvalidQ
 MAX_DOMAIN_LENGTH: Final = 253
 MAX_LABEL_LENGTH: Final = 63
 _LDH_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+_ACE_PREFIX: Final = "xn--"
+# The full stops IDNA separates labels at (RFC 3490 3.1): ASCII's and three wide ones.
+_FULL_STOPS: Final = ".\u3002\uff0e\uff61"
+_AS_ASCII_FULL_STOPS: Final = str.maketrans(_FULL_STOPS[1:], "...")
+# Characters IDNA 2003 maps away (to "ss", to sigma, to nothing) where IDNA 2008 keeps
+# them: the same U-label would name one domain here and another in a newer resolver.
+_IDNA_DEVIATIONS: Final = {
+    "\u00df": "sharp s",
+    "\u1e9e": "capital sharp s",
+    "\u03c2": "final sigma",
+    "\u200d": "zero width joiner",
+    "\u200c": "zero width non-joiner",
+}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -34,7 +52,10 @@ class DomainName:
     @property
     def unicode(self) -> str:
         """The name as people write it (U-labels), for display only."""
-        return ".".join(encodings.idna.ToUnicode(label) for label in self.ascii.split("."))
+        return ".".join(
+            _u_label(label) if label.startswith(_ACE_PREFIX) else label
+            for label in self.ascii.split(".")
+        )
 
     def parents(self) -> Iterator[DomainName]:
         """Yield the strict parent domains, nearest first (``a.b.c`` -> ``b.c``, ``c``)."""
@@ -56,18 +77,45 @@ def _has_unsafe_character(text: str) -> str | None:
     return None
 
 
+def _idna_deviation(text: str) -> str | None:
+    for char in text:
+        if char in _IDNA_DEVIATIONS:
+            return (
+                f"holds {_IDNA_DEVIATIONS[char]} (U+{ord(char):04X}), which IDNA 2003 and "
+                "IDNA 2008 encode differently; give the name as A-labels (xn--)"
+            )
+    return None
+
+
+def _u_label(a_label: str) -> str:
+    """Decode an ``xn--`` label with plain punycode (IDNA 2003's ToUnicode maps ß to ss)."""
+    return a_label[len(_ACE_PREFIX) :].encode("ascii").decode("punycode")
+
+
+def _a_label_problem(a_label: str) -> str | None:
+    """Why a lower-case ``xn--`` label is not the A-label of a U-label we could accept."""
+    try:
+        u_label = _u_label(a_label)
+        round_trip = _ACE_PREFIX + u_label.encode("punycode").decode("ascii")
+    except UnicodeError as exc:
+        return str(exc)
+    if round_trip != a_label:
+        return "punycode does not round-trip"
+    if u_label.isascii():
+        return "encodes no non-ASCII character"
+    if any(char in _FULL_STOPS for char in u_label):
+        return "encodes a full stop"
+    if unicodedata.normalize("NFC", u_label) != u_label:
+        return "encodes text not in Unicode normal form C"
+    return _has_unsafe_character(u_label)
+
+
 def _to_a_label(label: str, whole: str) -> str:
     if label.isascii():
         lowered = label.lower()
-        if lowered.startswith("xn--"):
-            try:
-                round_trip = encodings.idna.ToASCII(encodings.idna.ToUnicode(lowered))
-            except UnicodeError as exc:
-                raise InvalidDomainError(
-                    whole, f"label {label!r} is not valid IDNA ({exc})"
-                ) from exc
-            if round_trip.decode("ascii") != lowered:
-                raise InvalidDomainError(whole, f"label {label!r} is not valid IDNA")
+        problem = _a_label_problem(lowered) if lowered.startswith(_ACE_PREFIX) else None
+        if problem:
+            raise InvalidDomainError(whole, f"label {label!r} is not valid IDNA ({problem})")
         return lowered
     try:
         return encodings.idna.ToASCII(label).decode("ascii").lower()
@@ -83,10 +131,11 @@ def parse_domain(text: str) -> DomainName:
         raise InvalidDomainError(text, "empty")
     if text.startswith("-"):
         raise InvalidDomainError(text, "must not start with '-'")
-    unsafe = _has_unsafe_character(text)
-    if unsafe:
-        raise InvalidDomainError(text, unsafe)
-    name = text[:-1] if text.endswith(".") else text
+    problem = _idna_deviation(text) or _has_unsafe_character(text)
+    if problem:
+        raise InvalidDomainError(text, problem)
+    dotted = text.translate(_AS_ASCII_FULL_STOPS)
+    name = dotted[:-1] if dotted.endswith(".") else dotted
     if len(name) > 4 * MAX_DOMAIN_LENGTH:
         raise InvalidDomainError(text[:40] + "...", f"longer than {MAX_DOMAIN_LENGTH} characters")
     labels = name.split(".")

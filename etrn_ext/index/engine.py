@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -11,6 +11,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.errors import IndexUnavailableError
+
+# Execution option: on SQLite, transactions of a connection so marked begin IMMEDIATE.
+WRITE_LOCK: Final = "etrn_write_lock"
 
 
 def make_engine(settings: IndexSettings) -> Engine:
@@ -53,6 +56,10 @@ def make_engine(settings: IndexSettings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A transaction that reads before it writes must take the write lock first:
+        # a deferred one whose snapshot another process wrote past fails at once with
+        # "database is locked", whatever the busy timeout.
+        write_lock = connection.get_execution_options().get(WRITE_LOCK, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write_lock else "BEGIN")
 
     return engine

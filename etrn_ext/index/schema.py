@@ -9,7 +9,8 @@ PostgreSQL alike. A fresh index is created from the current tables and stamped w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Final
 
 from sqlalchemy import (
@@ -33,8 +34,13 @@ from sqlalchemy import (
 )
 
 from etrn_ext.core.errors import SchemaVersionError
+from etrn_ext.index.engine import WRITE_LOCK
 
 SCHEMA_VERSION: Final = 3
+
+# The PostgreSQL advisory lock every process takes to create or upgrade the schema
+# (any fixed number; this one spells "etrn").
+SCHEMA_LOCK_KEY: Final = 0x6574726E
 
 # Pending rows are selected with this literal condition everywhere, so that the
 # partial index below matches the queries (SQLite cannot match bound parameters).
@@ -92,7 +98,7 @@ held = Table(
 # DDL, the same on SQLite and PostgreSQL: declaring it with dialect keywords would import
 # the PostgreSQL dialect (and asyncio) into every etrnctl start.
 PENDING_INDEX_DDL: Final = text(
-    "CREATE INDEX ix_etrn_held_pending ON etrn_held "
+    "CREATE INDEX IF NOT EXISTS ix_etrn_held_pending ON etrn_held "
     "(domain, node, queue_id, arrival_time, size, counts_message) "
     "WHERE state IN ('held', 'flushing')"
 )
@@ -166,9 +172,11 @@ def _add_triggers(connection: Connection) -> None:
 
 def _add_reporting(connection: Connection) -> None:
     """Version 3: the message-lead column, the notices table and the events index."""
-    connection.execute(
-        text("ALTER TABLE etrn_held ADD COLUMN counts_message INTEGER NOT NULL DEFAULT 1")
-    )
+    held_columns = {column["name"] for column in inspect(connection).get_columns(held.name)}
+    if "counts_message" not in held_columns:
+        connection.execute(
+            text("ALTER TABLE etrn_held ADD COLUMN counts_message INTEGER NOT NULL DEFAULT 1")
+        )
     # Mark every pending row but the smallest recipient of its message and domain, as
     # sync and the hooks write them from now on.
     connection.execute(
@@ -180,10 +188,10 @@ def _add_reporting(connection: Connection) -> None:
             "AND lead.domain = etrn_held.domain AND lead.state IN ('held', 'flushing'))"
         )
     )
-    connection.execute(text("DROP INDEX ix_etrn_held_pending"))
+    connection.execute(text("DROP INDEX IF EXISTS ix_etrn_held_pending"))
     connection.execute(PENDING_INDEX_DDL)
-    notices.create(connection)
-    events_by_kind.create(connection)
+    notices.create(connection, checkfirst=True)
+    events_by_kind.create(connection, checkfirst=True)
 
 
 # UPGRADES[n] turns a version n-1 index into version n.
@@ -197,13 +205,36 @@ def current_version(connection: Connection) -> int | None:
     return connection.execute(select(schema_info.c.version)).scalar_one_or_none()
 
 
+@contextmanager
+def _schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the schema's write lock from its first statement.
+
+    Daemons and etrnctl may open a new or old index at the same moment. Each must wait
+    for the one creating or upgrading it and then read the version it left, so that
+    no step runs twice: SQLite's BEGIN IMMEDIATE waits out the busy timeout for the
+    write lock, PostgreSQL's transaction advisory lock waits for the other process.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_LOCK: True})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                )
+            yield connection
+
+
 def ensure_schema(
     engine: Engine,
     target: int = SCHEMA_VERSION,
     upgrades: Mapping[int, Upgrade] = UPGRADES,
 ) -> int:
     """Create or upgrade the schema in place; returns the version found before (0 if none)."""
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        found = current_version(connection)
+    if found == target:
+        return found  # the usual case needs no write lock
+    with _schema_transaction(engine) as connection:
         found = current_version(connection)
         if found is None:
             metadata.create_all(connection)
@@ -217,7 +248,10 @@ def ensure_schema(
             "upgrade etrn-ext",
         )
     for version in range(found + 1, target + 1):
-        with engine.begin() as connection:
+        with _schema_transaction(engine) as connection:
+            # Another process may have run this step while we waited for the lock.
+            if (current_version(connection) or 0) >= version:
+                continue
             upgrades[version](connection)
             connection.execute(schema_info.update().values(version=version))
     return found

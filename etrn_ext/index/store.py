@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from etrn_ext.config import IndexSettings
 from etrn_ext.core.errors import DomainExistsError, IndexUnavailableError, UnknownDomainError
@@ -79,13 +79,17 @@ _HELD_UPDATED_ON_CONFLICT = (
 def _reports_database_errors(
     method: Callable[Concatenate[IndexStore, P], R],
 ) -> Callable[Concatenate[IndexStore, P], R]:
-    """Turn SQLAlchemy failures into ``IndexUnavailableError`` carrying the (password-free) URL."""
+    """Turn SQLAlchemy failures into ``IndexUnavailableError`` carrying the (password-free) URL.
+
+    Integrity and data errors pass through: the rows are wrong, not the index, and
+    trying again later would not help (the batched writer retries without them).
+    """
 
     @functools.wraps(method)
     def wrapper(store: IndexStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(store, *args, **kwargs)
-        except (IntegrityError, IndexUnavailableError):
+        except (IntegrityError, DataError, IndexUnavailableError):
             raise
         except SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc

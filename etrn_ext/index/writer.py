@@ -7,7 +7,9 @@ created by Python (not by libmilter), which is the only safe place to open and c
 SQLite connections (see the research notes on the pymilter segfault).
 
 If the database is down or the queue is full, rows are dropped and counted, never
-waited for: mail must not wait for the index, and ``etrnctl sync`` restores it.
+waited for: mail must not wait for the index, and ``etrnctl sync`` restores it. A
+batch that a bad row fails is written again message by message, so that only that
+message is lost; no error ends the thread.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ class BatchWriter:
         self._max_rows = max_rows
         self._max_delay = max_delay
         self._queue_limit = queue_limit
-        # SimpleQueue is lock-free on the put side; the limit is checked with qsize().
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="etrn-index-writer", daemon=True)
+        # Guards the counters and makes "closing" and the queue's last item (_STOP) agree:
+        # no row is queued behind _STOP, where it would be lost without a word.
+        self._lock = threading.Lock()
+        self._closing = False
+        self._rows_waiting = 0
         self.stats = WriterStats()
 
     def start(self) -> BatchWriter:
@@ -84,18 +90,42 @@ class BatchWriter:
         return done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit what is queued, then stop the thread; rows submitted from now on are dropped."""
+        with self._lock:
+            if not self._closing and self._thread.is_alive():
+                self._queue.put(_STOP)
+            self._closing = True
+        if not self._thread.is_alive():
+            return
+        self._thread.join(timeout)
         if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+            log.error(
+                "index writer did not finish within %gs: %d row(s) left unwritten; "
+                "run 'etrnctl sync'",
+                timeout,
+                self._rows_waiting,
+            )
+
+    def _refusal(self) -> str | None:
+        """Why a row cannot be queued now (caller holds the lock), or None."""
+        if self._closing:
+            return "closing"
+        if self._thread.ident is not None and not self._thread.is_alive():
+            return "stopped"
+        if self._queue.qsize() >= self._queue_limit:
+            return "queue full"
+        return None
 
     def _put(self, rows: _Rows) -> bool:
-        if self._queue.qsize() >= self._queue_limit:
+        with self._lock:
+            refusal = self._refusal()
+            if refusal is None:
+                self._queue.put(rows)
+                self._rows_waiting += len(rows)
+                return True
             self.stats.dropped += len(rows)
-            log.warning("index writer queue full: dropped %d row(s); run 'etrnctl sync'", len(rows))
-            return False
-        self._queue.put(rows)
-        return True
+        log.warning("index writer %s: dropped %d row(s); run 'etrnctl sync'", refusal, len(rows))
+        return False
 
     def _run(self) -> None:
         running = True
@@ -120,25 +150,68 @@ class BatchWriter:
 
     def _commit(self, batch: list[Any]) -> bool:
         """Write the rows of ``batch``, then release waiters; False once told to stop."""
-        merged = _Rows()
-        for item in batch:
-            if isinstance(item, _Rows):
-                merged.held.extend(item.held)
-                merged.events.extend(item.events)
-        if merged:
-            try:
-                self._store.write_batch(merged.held, merged.events)
-            except IndexUnavailableError as exc:
-                self.stats.failed += len(merged)
-                log.error(
-                    "index write failed, %d row(s) lost: %s; run 'etrnctl sync'",
-                    len(merged),
-                    exc.reason,
-                )
-            else:
-                self.stats.committed += len(merged)
-                self.stats.transactions += 1
+        messages = [item for item in batch if isinstance(item, _Rows)]
+        self._write(messages)
+        with self._lock:
+            self._rows_waiting -= sum(len(message) for message in messages)
         for item in batch:
             if isinstance(item, threading.Event):
                 item.set()
         return not any(item is _STOP for item in batch)
+
+    def _write(self, messages: list[_Rows]) -> None:
+        """Commit ``messages`` in one transaction; when a bad row fails it, one by one.
+
+        The thread must outlive any error: a dead writer would leave the daemon
+        accepting rows that nobody writes. When the index itself is unavailable,
+        retrying message by message would only wait longer, so those rows are lost.
+        """
+        rows = _merged(messages)
+        try:
+            self._write_rows(rows)
+        except IndexUnavailableError as exc:
+            self._lose(rows, exc.reason)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bad row must not stop the writer
+            if len(messages) == 1:
+                self._lose(rows, _first_line(exc))
+                return
+            log.error(
+                "index write of %d row(s) failed (%s); retrying message by message",
+                len(rows),
+                _first_line(exc),
+            )
+        else:
+            return
+        for position, message in enumerate(messages):
+            try:
+                self._write_rows(message)
+            except IndexUnavailableError as exc:
+                self._lose(_merged(messages[position:]), exc.reason)
+                return
+            except Exception as exc:  # noqa: BLE001 - only this message's rows are bad
+                self._lose(message, _first_line(exc))
+
+    def _write_rows(self, rows: _Rows) -> None:
+        if rows:
+            self._store.write_batch(rows.held, rows.events)
+            self.stats.committed += len(rows)
+            self.stats.transactions += 1
+
+    def _lose(self, rows: _Rows, reason: str) -> None:
+        self.stats.failed += len(rows)
+        log.error("index write failed, %d row(s) lost: %s; run 'etrnctl sync'", len(rows), reason)
+
+
+def _merged(messages: list[_Rows]) -> _Rows:
+    merged = _Rows()
+    for message in messages:
+        merged.held.extend(message.held)
+        merged.events.extend(message.events)
+    return merged
+
+
+def _first_line(error: Exception) -> str:
+    """The error's class and first line (SQLAlchemy appends the statement and its values)."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -88,7 +88,11 @@ class LineStream:
             os.unlink(path)
         self._output = os.fdopen(descriptor, "wb")
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = _spawn(argv, stdout=self._output, stderr=self._errors)
+        try:
+            self._process = _spawn(argv, stdout=self._output, stderr=self._errors)
+        except MtaCommandError:
+            self._close_files()
+            raise
         self._killed = threading.Event()
         self._timer = threading.Timer(timeout, self._kill)
         self._timer.daemon = True
@@ -139,9 +143,11 @@ class LineStream:
         self._timer.cancel()
         self._errors.seek(0)
         self._stderr = self._errors.read().decode("utf-8", "replace")
-        self._errors.close()
-        self._output.close()
-        self._reader.close()
+        self._close_files()
+
+    def _close_files(self) -> None:
+        for file in (self._errors, self._output, self._reader):
+            file.close()
 
 
 def is_executable(path: str) -> bool:

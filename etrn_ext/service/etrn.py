@@ -135,6 +135,19 @@ class EtrnHook:
         self._audit(request, outcome)
         return outcome
 
+    def configured_reply(self, outcome: EtrnOutcome, argument: str) -> str | None:
+        """The configured answer to an ETRN that is not allowed, ``{domain}`` filled in;
+        None where the MTA's own rules decide (allowed, or the argument is no domain).
+
+        etrn-policyd and etrn-socketmap both answer with it, so they say the same thing.
+        """
+        if outcome.verdict is Verdict.REFUSE:
+            target = outcome.domain.ascii if outcome.domain else argument
+            return self.settings.refuse_action.format(domain=target)
+        if outcome.verdict is Verdict.UNREGISTERED and outcome.domain is not None:
+            return self.settings.unregistered_action.format(domain=outcome.domain.ascii)
+        return None
+
     def _audit(self, request: EtrnRequest, outcome: EtrnOutcome) -> None:
         sasl = f" sasl_username={request.sasl_username}" if request.sasl_username else ""
         log.info(

@@ -236,13 +236,9 @@ class PolicyService:
                 tls,
             )
         )
-        settings = self.ctx.settings.etrn
         if outcome.verdict is Verdict.ALLOW:
             return OK
-        if outcome.verdict is Verdict.REFUSE:
-            target = outcome.domain.ascii if outcome.domain else request.etrn_domain
-            return settings.refuse_action.format(domain=target)
-        return settings.unregistered_action if outcome.domain else DUNNO
+        return self.etrn.configured_reply(outcome, request.etrn_domain) or DUNNO
 
     _handlers: Final[Mapping[str, Callable[[PolicyService, PolicyRequest], str]]] = {
         "RCPT": _on_rcpt,

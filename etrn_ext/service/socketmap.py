@@ -20,14 +20,10 @@ def answer_lookup(hook: EtrnHook, lookup: Lookup, map_name: str) -> str | None:
         return None
     client_address, _, argument = lookup.key.partition(" ")
     outcome = hook.decide(EtrnRequest(argument.strip(), client_address))
-    settings = hook.ctx.settings
     if outcome.verdict is Verdict.ALLOW:
+        settings = hook.ctx.settings
         exact = settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush
         return HOOK if exact else PASS
-    if outcome.verdict is Verdict.REFUSE:
-        target = outcome.domain.ascii if outcome.domain else argument
-        return f"{REFUSE} {settings.etrn.refuse_action.format(domain=target)}"
-    action = settings.etrn.unregistered_action
-    if outcome.domain is not None and action[:1].isdigit():
-        return f"{REFUSE} {action.format(domain=outcome.domain.ascii)}"
-    return PASS
+    # Sendmail can only refuse with a reply; an action word (DUNNO, OK) leaves it be.
+    reply = hook.configured_reply(outcome, argument)
+    return f"{REFUSE} {reply}" if reply and reply[:1].isdigit() else PASS

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, inspect, text
 
@@ -25,7 +31,8 @@ from etrn_ext.core.names import DomainName
 from etrn_ext.core.registry import DomainChanges, new_domain
 from etrn_ext.core.trigger import Status, TriggerOutcome
 from etrn_ext.index.engine import make_engine
-from etrn_ext.index.schema import SCHEMA_VERSION, current_version, ensure_schema
+from etrn_ext.index.rows import HeldValues
+from etrn_ext.index.schema import SCHEMA_VERSION, UPGRADES, current_version, ensure_schema
 from etrn_ext.index.store import IndexStore
 from etrn_ext.index.writer import BatchWriter
 
@@ -183,6 +190,62 @@ def test_writer_drops_rather_than_blocks_when_full(store: IndexStore) -> None:
     assert writer.submit_held([held("BBBBBB", "a@site.example")])
     assert not writer.submit_held([held("CCCCCC", "a@site.example")])
     assert writer.stats.dropped == 1
+
+
+@pytest.mark.expect_log("ERROR", "index write")
+def test_writer_survives_a_bad_row_and_writes_the_others(store: IndexStore) -> None:
+    writer = BatchWriter(store, max_rows=1000, queue_limit=10_000)
+    for number in range(10):
+        assert writer.submit_held([held(f"{number:06X}", "a@site.example")])
+    bad = held("BAD000", "a@site.example")
+    assert writer.submit_held([dataclasses.replace(bad, sender=None)])  # type: ignore[arg-type]
+    assert writer.submit_held([held("BAD001", "a@site.example", size=2**63)])
+    for number in range(10, 20):
+        assert writer.submit_held([held(f"{number:06X}", "a@site.example")])
+    writer.start()
+    assert writer.flush(timeout=10)
+    assert (store.count_pending(SITE), writer.stats.failed) == (20, 2)
+    assert writer.submit_held([held("AFTER0", "a@site.example")])
+    assert writer.flush(timeout=10)
+    writer.close(timeout=10)
+    assert store.count_pending(SITE) == 21
+
+
+@pytest.mark.expect_log("WARNING", "index writer closing: dropped 1 row(s)")
+def test_writer_refuses_rows_once_closed(store: IndexStore) -> None:
+    writer = BatchWriter(store, max_rows=10, queue_limit=10).start()
+    writer.close(timeout=10)
+    assert not writer.submit_held([held("AAAAAA", "a@site.example")])
+    assert writer.stats.dropped == 1
+
+
+class _StalledStore(IndexStore):
+    """An index whose writes wait until released, as behind another program's long lock."""
+
+    def __init__(self, store: IndexStore) -> None:
+        super().__init__(store.engine)
+        self.release = threading.Event()
+
+    def write_batch(
+        self, held_rows: Sequence[HeldValues], event_rows: Sequence[dict[str, Any]]
+    ) -> None:
+        self.release.wait(30)
+        super().write_batch(held_rows, event_rows)
+
+
+@pytest.mark.expect_log("ERROR", "3 row(s) left")
+def test_close_says_how_many_rows_it_left(
+    store: IndexStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    stalled = _StalledStore(store)
+    writer = BatchWriter(stalled, max_rows=1, queue_limit=10).start()
+    for queue_id in ("AAAAAA", "BBBBBB", "CCCCCC"):
+        assert writer.submit_held([held(queue_id, "a@site.example")])
+    writer.close(timeout=0.2)
+    assert "3 row(s) left" in caplog.text
+    stalled.release.set()
+    writer.close(timeout=10)
+    assert store.count_pending(SITE) == 3
 
 
 def test_schema_is_versioned_and_created_once(index_url: str) -> None:
@@ -414,3 +477,49 @@ def test_version_1_index_upgrades_in_place(index_url: str) -> None:
     usage = store.usage_by_domain()["site.example"]
     assert (usage.messages, usage.recipients, usage.bytes) == (2, 3, 2000)
     store.close()
+
+
+OPENERS = 8
+
+
+def _open_index(url: str, barrier: Any, results: Any) -> None:
+    """In a process of its own: open the index at the same moment as the others."""
+    barrier.wait(timeout=60)
+    try:
+        IndexStore.open(IndexSettings(url=url)).close()
+    except Exception as exc:  # noqa: BLE001 - the parent asserts on what each process met
+        results.put(f"{type(exc).__name__}: {exc}")
+    else:
+        results.put("ok")
+
+
+@pytest.mark.parametrize("start", ["fresh", "version-1"])
+def test_processes_opening_one_index_at_once_all_succeed(index_url: str, start: str) -> None:
+    if start == "version-1":
+        _as_version_1(index_url).dispose()
+    processes = multiprocessing.get_context("spawn")
+    barrier, results = processes.Barrier(OPENERS), processes.Queue()
+    openers = [
+        processes.Process(target=_open_index, args=(index_url, barrier, results))
+        for _ in range(OPENERS)
+    ]
+    for opener in openers:
+        opener.start()
+    outcomes = [results.get(timeout=120) for _ in openers]
+    for opener in openers:
+        opener.join(timeout=60)
+    assert outcomes == ["ok"] * OPENERS
+    engine = make_engine(IndexSettings(url=index_url))
+    with engine.connect() as connection:
+        assert current_version(connection) == SCHEMA_VERSION
+        assert connection.execute(text("SELECT count(*) FROM etrn_schema")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_upgrade_steps_may_run_again(index_url: str) -> None:
+    engine = make_engine(IndexSettings(url=index_url))
+    ensure_schema(engine)
+    for step in UPGRADES.values():
+        with engine.begin() as connection:
+            step(connection)
+    engine.dispose()

@@ -16,7 +16,9 @@ from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
 from etrn_ext.service.domains import add_domain
 from etrn_ext.service.policy import PolicyService
+from etrn_ext.service.socketmap import answer_lookup
 from etrn_ext.wire.policy import PolicyRequest
+from etrn_ext.wire.socketmap import Lookup
 
 
 def block(**attributes: str) -> bytes:
@@ -170,6 +172,28 @@ def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_pat
     [flush] = [e for e in events if e.kind.value == "flush"]
     assert flush.detail["queue_ids"] == ["4jcLFD4bWZzBfrY"]
     assert flush.actor == "ETRN from 192.0.2.7"
+
+
+def test_both_etrn_shells_fill_the_domain_into_the_unregistered_action(
+    service: PolicyService,
+) -> None:
+    settings = service.ctx.settings
+    service.reload(
+        dataclasses.replace(
+            settings,
+            etrn=dataclasses.replace(
+                settings.etrn, unregistered_action="550 5.7.1 {domain} is not served here"
+            ),
+        )
+    )
+    etrn = PolicyRequest(
+        {"protocol_state": "ETRN", "etrn_domain": "Other.example", "client_address": "192.0.2.7"}
+    )
+    assert service.handle(etrn) == "550 5.7.1 other.example is not served here"
+    lookup = Lookup("etrnpolicy", "192.0.2.7 Other.example")
+    assert answer_lookup(service.etrn, lookup, "etrnpolicy") == (
+        "REFUSE 550 5.7.1 other.example is not served here"
+    )
 
 
 @pytest.mark.expect_log("ERROR", "broke the protocol")

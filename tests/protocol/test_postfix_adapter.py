@@ -89,6 +89,9 @@ def test_missing_binary(tmp_path: Path) -> None:
     adapter = PostfixAdapter(MtaSettings(postqueue=str(tmp_path / "nope")))
     with pytest.raises(MtaCommandError, match="command not found"):
         adapter.flush_domain(parse_domain("site.example"))
+    # The streamed listing's output files are released too (else a ResourceWarning).
+    with pytest.raises(MtaCommandError, match="command not found"):
+        adapter.list_queue()
 
 
 def _sent(queue_id: str) -> str:

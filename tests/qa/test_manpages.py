@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import docutils.core
 import pytest
+from click.testing import CliRunner
 
 from etrn_ext.cli.main import EXIT_CODES, TRIGGER_EXIT_CODES, cli
 from etrn_ext.config import Settings, describe
@@ -40,32 +41,91 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
     return found
 
 
+def _section(page: str, title: str) -> str:
+    """One top-level section of a man page's source, without its heading."""
+    after_title = page.split(f"\n{title}\n", 1)[1].split("\n", 1)[1]
+    return re.split(r"^[A-Z][A-Z ]*\n=+$", after_title, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def _command_entries(page: str) -> dict[str, str]:
+    """Each etrnctl command's own entries on the page (term line and indented body)."""
+    entries: dict[str, str] = {}
+    for entry in re.split(r"\n(?=\S)", page):
+        term = entry.split("\n", 1)[0]
+        for command in re.findall(r"\*\*etrnctl ([a-z][a-z -]*?)\*\*", term):
+            entries[command] = entries.get(command, "") + entry
+    return entries
+
+
+def _undocumented_options(command: click.Command, text: str) -> list[str]:
+    return [
+        parameter.opts[0]
+        for parameter in command.params
+        if isinstance(parameter, click.Option)
+        and not any(f"**{name}**" in text for name in parameter.opts + parameter.secondary_opts)
+    ]
+
+
 def test_every_command_and_option_is_documented() -> None:
     page = (MAN / "etrnctl.1.rst").read_text()
+    entries = _command_entries(page)
     missing = []
     for path, command in _commands(cli):
-        if f"etrnctl {path}" not in page:
+        if isinstance(command, click.Group) and not command.params:
+            continue  # documented by its commands' entries
+        if path not in entries:
             missing.append(f"command: etrnctl {path}")
-        for parameter in command.params:
-            if isinstance(parameter, click.Option):
-                names = parameter.opts + parameter.secondary_opts
-                if not any(f"**{name}**" in page for name in names):
-                    missing.append(f"option: etrnctl {path} {names[0]}")
-    for parameter in cli.params:
-        if isinstance(parameter, click.Option) and not any(
-            f"**{n}**" in page for n in parameter.opts
-        ):
-            missing.append(f"global option {parameter.opts[0]}")
+        missing += [
+            f"option: etrnctl {path} {option}"
+            for option in _undocumented_options(command, entries.get(path, ""))
+        ]
+    global_options = _section(page, "GLOBAL OPTIONS")
+    missing += [f"global option {option}" for option in _undocumented_options(cli, global_options)]
     assert missing == []
 
 
-def test_every_exit_status_is_documented() -> None:
-    section = (
-        (MAN / "etrnctl.1.rst").read_text().split("EXIT STATUS", 1)[1].split("ENVIRONMENT", 1)[0]
+def test_options_count_only_in_their_commands_entry() -> None:
+    page = (
+        "**etrnctl sync** [**--json**]\n    Sync.\n\n"
+        "**etrnctl flush** *DOMAIN*\n    Flush.\n\n    **--wait**\n        Wait.\n"
     )
-    documented = {int(code) for code in re.findall(r"^(\d+)$", section, re.MULTILINE)}
+    entries = _command_entries(page)
+    assert _undocumented_options(cli.commands["flush"], entries["flush"]) == ["--id", "--json"]
+    assert _undocumented_options(cli.commands["sync"], entries["sync"]) == []
+
+
+def _exit_statuses() -> dict[int, str]:
+    """What each exit status is documented to mean in etrnctl(1)."""
+    section = _section((MAN / "etrnctl.1.rst").read_text(), "EXIT STATUS")
+    return {
+        int(code): " ".join(text.split())
+        for code, text in re.findall(r"^(\d+)\n((?:    .*\n|\n)+)", section, re.MULTILINE)
+    }
+
+
+def test_every_exit_status_is_documented() -> None:
     errors = {code for _error, code in EXIT_CODES}
-    assert errors | set(TRIGGER_EXIT_CODES.values()) | {0, 1, 2, 70} <= documented
+    assert errors | set(TRIGGER_EXIT_CODES.values()) | {0, 1, 2, 70} <= set(_exit_statuses())
+
+
+def test_a_missing_mta_command_exits_as_documented(tmp_path: Path) -> None:
+    config = tmp_path / "etrn-ext.toml"
+    config.write_text(
+        f'[index]\nurl = "sqlite:///{tmp_path}/index.sqlite"\n'
+        '[mta]\npostqueue = "/nonexistent/postqueue"\npostconf = "/nonexistent/postconf"\n'
+    )
+    runner = CliRunner()
+    assert (
+        runner.invoke(cli, ["--config", str(config), "domain", "add", "site.example"]).exit_code
+        == 0
+    )
+    sync = runner.invoke(cli, ["--config", str(config), "sync"])
+    flush = runner.invoke(cli, ["--config", str(config), "flush", "site.example"])
+    check = runner.invoke(cli, ["--config", str(config), "config", "check"])
+    assert (sync.exit_code, flush.exit_code, check.exit_code) == (69, 69, 78)
+    statuses = _exit_statuses()
+    assert "missing" in statuses[69]
+    assert "config check" in statuses[78]
 
 
 def test_every_setting_is_documented() -> None:

@@ -104,6 +104,42 @@ def test_environment_names_the_file(write_config: Callable[[str], Path]) -> None
             id="site-self-names",
         ),
         pytest.param("[site]\nsmtp_port = 0\n", "site.smtp_port", "port number", id="site-port-0"),
+        pytest.param(
+            "[index]\nbusy_timeout_seconds = inf\n",
+            "index.busy_timeout_seconds",
+            "finite number greater than 0",
+            id="infinite-timeout",
+        ),
+        pytest.param(
+            "[etrn]\nclient_window_seconds = nan\n",
+            "etrn.client_window_seconds",
+            "finite number greater than 0",
+            id="nan-window",
+        ),
+        pytest.param(
+            '[policyd]\nquota_action = "452 4.2.2 quota for {x} exceeded"\n',
+            "policyd.quota_action",
+            "unknown placeholder {x}",
+            id="quota-action-placeholder",
+        ),
+        pytest.param(
+            '[etrn]\nrefuse_action = "459 4.7.1 no {0}"\n',
+            "etrn.refuse_action",
+            "unknown placeholder {0}",
+            id="refuse-action-positional",
+        ),
+        pytest.param(
+            '[etrn]\nunregistered_action = "550 5.7.1 {domain.name} unknown"\n',
+            "etrn.unregistered_action",
+            "only {domain}",
+            id="unregistered-action-attribute",
+        ),
+        pytest.param(
+            '[etrn]\nrefuse_action = "459 4.7.1 not {domain"\n',
+            "etrn.refuse_action",
+            "only {domain}",
+            id="refuse-action-unclosed-brace",
+        ),
     ],
 )
 def test_bad_values_name_the_key(
@@ -122,6 +158,18 @@ def test_unreadable_and_broken_files(write_config: Callable[[str], Path], tmp_pa
         load_settings(str(tmp_path / "missing.toml"), environ={})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(str(write_config("[mta\n")), environ={})
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[report]\nfrom_address = "m\u00fcller@relay.example"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(str(latin1), environ={})
+
+
+def test_reply_templates_may_use_the_domain_and_escaped_braces(
+    write_config: Callable[[str], Path],
+) -> None:
+    path = write_config('[etrn]\nunregistered_action = "550 5.7.1 {{{domain}}} not served here"\n')
+    settings = load_settings(str(path), environ={})
+    assert settings.etrn.unregistered_action == "550 5.7.1 {{{domain}}} not served here"
 
 
 def test_default_path_is_documented_constant() -> None:

@@ -26,6 +26,12 @@ from etrn_ext.core.names import (
         pytest.param("a-b.c-d.example", "a-b.c-d.example", id="inner-hyphens"),
         pytest.param("localhost", "localhost", id="single-label"),
         pytest.param("a" * 63 + ".example", "a" * 63 + ".example", id="63-char-label"),
+        pytest.param("xn--zca.de", "xn--zca.de", id="idna-2008-a-label"),
+        pytest.param("XN--ZCA.de", "xn--zca.de", id="idna-2008-a-label-upper-case"),
+        pytest.param("site\u3002example", "site.example", id="ideographic-full-stop"),
+        pytest.param("site\uff0eexample", "site.example", id="fullwidth-full-stop"),
+        pytest.param("site\uff61example", "site.example", id="halfwidth-ideographic-full-stop"),
+        pytest.param("b\u00fccher\u3002example\u3002", "xn--bcher-kva.example", id="u-label-3002"),
     ],
 )
 def test_parse_domain_accepts_and_normalises(text: str, expected: str) -> None:
@@ -57,6 +63,13 @@ def test_parse_domain_accepts_and_normalises(text: str, expected: str) -> None:
         pytest.param("[192.0.2.1]", "letters, digits", id="address-literal"),
         pytest.param("zero\u200bwidth.example", "format character", id="zero-width-space"),
         pytest.param("@site.example", "letters, digits", id="at-prefix"),
+        pytest.param("fa\u00df.de", "sharp s .U\\+00DF.* IDNA 2003 and IDNA 2008", id="sharp-s"),
+        pytest.param("\u1e9e.de", "capital sharp s", id="capital-sharp-s"),
+        pytest.param("\u03c3\u03bf\u03c6\u03bf\u03c2.gr", "final sigma", id="final-sigma"),
+        pytest.param("a\u200db.example", "zero width joiner", id="zwj"),
+        pytest.param("a\u200cb.example", "zero width non-joiner", id="zwnj"),
+        pytest.param("xn--1a.example", "not valid IDNA", id="xn-control-character"),
+        pytest.param("xn--ab-r13a.example", "not valid IDNA", id="xn-hidden-full-stop"),
     ],
 )
 def test_parse_domain_refuses(text: str, reason: str) -> None:
@@ -74,6 +87,7 @@ def test_domain_relations() -> None:
     assert name.is_within(parse_domain("site.example"))
     assert not parse_domain("notsite.example").is_within(parse_domain("site.example"))
     assert parse_domain("xn--bcher-kva.example").unicode == "bücher.example"
+    assert parse_domain("xn--zca.de").unicode == "\u00df.de"
 
 
 def test_domain_of_address_uses_the_last_at() -> None:
