@@ -56,6 +56,7 @@ class SessionReport:
     encrypted: bool = False
     answers: Mapping[str, SmtpAnswer] = field(default_factory=dict)
     failure: SessionFailure | None = None
+    dialled: bool = True  # False: the run's deadline passed before any address was tried
 
 
 def make_tls_context(*, verify: bool, ca_file: str = "") -> ssl.SSLContext:
@@ -205,7 +206,12 @@ def ask_relay(
     it and no address is dialled after it.
     """
     tried: list[str] = []
-    for address in addresses:
+    dialled = bool(addresses)
+    for position, address in enumerate(addresses):
+        if seconds_left() <= 0:
+            tried.append("the run's deadline passed")
+            dialled = position > 0
+            break
         client = _DialledSMTP(str(address), relay.host, options)
         try:
             client.timeout = _step_timeout(options.timeout, seconds_left())
@@ -228,7 +234,7 @@ def ask_relay(
         session.close(say_quit=in_step)
         return SessionReport(str(address), session.encrypted, session.answers, failure)
     reason = "; ".join(tried) or "no address"
-    return SessionReport(failure=SessionFailure(Stage.CONNECT, clean_text(reason)))
+    return SessionReport(failure=SessionFailure(Stage.CONNECT, clean_text(reason)), dialled=dialled)
 
 
 def smtp_ready(relay: Relay, timeout: float) -> bool:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from ipaddress import ip_address
 from pathlib import Path
 
 import dns.resolver
 import pytest
 
 from etrn_ext.core.errors import ConfigError
-from etrn_ext.core.trigger import Status, Summary
+from etrn_ext.core.trigger import Relay, SessionFailure, Stage, Status, Summary
+from etrn_ext.net.etrn_client import ClientOptions, ask_relay
 from etrn_ext.net.resolve import CachingResolver
 from etrn_ext.service.context import Context
 from etrn_ext.service.trigger import Network, TriggerRequest, TriggerResult, trigger
@@ -395,4 +397,16 @@ def test_a_relay_that_does_not_advertise_etrn(
     [outcome] = run(site_context(), [relay]).outcomes
     assert (outcome.status, outcome.attempts) == (Status.REFUSED, 1)
     assert outcome.reply == "the relay does not advertise ETRN"
+    assert relay.seen == []
+
+
+def test_no_address_is_dialled_after_the_deadline(make_etrn_relay: MakeRelay) -> None:
+    relay = make_etrn_relay()
+    options = ClientOptions(helo_name="site.test", timeout=1.0)
+    target = Relay(relay.address, relay.port)
+    late = ask_relay(target, [ip_address(relay.address)], ["site.example"], options, lambda: 0.0)
+    assert (late.dialled, late.failure) == (
+        False,
+        SessionFailure(Stage.CONNECT, "the run's deadline passed"),
+    )
     assert relay.seen == []
