@@ -244,6 +244,12 @@ def queue_directories(cf_text: str) -> list[str]:
     return list(dict.fromkeys(directories))
 
 
+def group_parent_directory(queue_directory: str) -> str:
+    """Where the hold queue group's directory goes: the queue directory, or the one that
+    holds the ``q1``, ``q2``... of a wildcard ``QueueDirectory=/var/spool/mqueue/q*``."""
+    return queue_directory.rpartition("/")[0] if queue_directory.endswith("*") else queue_directory
+
+
 def option_seconds(cf_text: str, name: str, default: str) -> str:
     """A raw option value from sendmail.cf (e.g. ``Timeout.queuereturn``), or the default."""
     options: Mapping[str, str] = parse_cf(cf_text)[0]

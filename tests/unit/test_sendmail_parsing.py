@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from etrn_ext.config import MtaSettings
 from etrn_ext.core.model import DeliveryRecord, IntermittentDomain, Outcome, QueuedRecipient
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.sendmail_setup import check_sendmail, queue_directories, render_sendmail_config
-from etrn_ext.mta.sendmail import parse_log_line, parse_qf
+from etrn_ext.core.sendmail_setup import (
+    check_sendmail,
+    group_parent_directory,
+    queue_directories,
+    render_sendmail_config,
+)
+from etrn_ext.mta.sendmail import SendmailAdapter, parse_log_line, parse_qf
 
 # The shape of a qf file after a partly failed run (research notes, section 4.2).
 QF = """V8
@@ -46,6 +54,50 @@ def test_qf_file() -> None:
         ),
         QueuedRecipient("e@site.test", ""),
     )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("H??Subject: x\x0cRPFD:<evil@site.test>", id="form-feed"),
+        pytest.param("H??Subject: x\x1cRPFD:<evil@site.test>", id="file-separator"),
+        pytest.param("H??Subject: x\u2028RPFD:<evil@site.test>", id="line-separator"),
+        pytest.param("H??Subject: x\rRPFD:<evil@site.test>", id="carriage-return"),
+        pytest.param("H??Subject: x\nRPFD:<evil@site.test>", id="record-after-headers"),
+    ],
+)
+def test_a_header_cannot_add_a_recipient(header: str) -> None:
+    # Sendmail splits its qf files on newlines only, and headers come after the envelope.
+    text = QF.replace("H??Received: from client.example.org", header)
+    recipients = parse_qf(text, "6ASJcOZb020866", "etrn", 14).recipients
+    assert [r.address for r in recipients] == ["tmp1@site.test", "e@site.test"]
+
+
+def test_the_envelope_status_is_no_recipient_status() -> None:
+    # "MUser unknown" before S is the envelope's (mailq's line), not the first recipient's.
+    text = QF.replace(
+        "MDeferred: 451 4.2.1 mailbox tmp1@site.test temporarily unavailable (sink)\n", ""
+    )
+    recipients = parse_qf(text, "6ASJcOZb020866", "etrn", 14).recipients
+    assert recipients == (QueuedRecipient("tmp1@site.test", ""), QueuedRecipient("e@site.test", ""))
+
+
+def test_a_wildcard_queue_directory_is_every_matching_directory(tmp_path: Path) -> None:
+    # QueueDirectory=/var/spool/mqueue/q* spreads the queue over q1, q2, ... (op guide 3.3).
+    for name, queue_id in (("q1", "6ASJcOZb020866"), ("q2", "6ASJcOZb020867")):
+        (tmp_path / name / "qf").mkdir(parents=True)
+        (tmp_path / name / "qf" / f"qf{queue_id}").write_text(QF)
+    (tmp_path / "other").mkdir()
+    cf = tmp_path / "sendmail.cf"
+    cf.write_text(f"O QueueDirectory={tmp_path}/q*\n")
+    adapter = SendmailAdapter(MtaSettings(kind="sendmail", sendmail_cf=str(cf)))
+    assert [(e.queue_name, e.queue_id) for e in adapter.list_queue()] == [
+        ("q1", "6ASJcOZb020866"),
+        ("q2", "6ASJcOZb020867"),
+    ]
+
+    assert group_parent_directory(f"{tmp_path}/q*") == str(tmp_path)  # for sendmail-config
+    assert group_parent_directory("/var/spool/mqueue") == "/var/spool/mqueue"
 
 
 @pytest.mark.parametrize(
