@@ -112,6 +112,7 @@ class SendmailAdapter:
     """Talks to one Sendmail through its queue files and its own command."""
 
     kind = "sendmail"
+    flush_granularity = "Sendmail's -qI runs every recipient of a queue file"
 
     def __init__(self, settings: MtaSettings) -> None:
         self.settings = settings

@@ -106,6 +106,20 @@ def test_flush_wait_is_exact_too(
     assert set(setup.relay.queued_files()) == {ids[2]}
 
 
+def test_flush_notes_what_sendmail_runs_with_the_domain(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup = make_sendmail_relay({"site.test": (), "ship.test": ()}, {})
+    mixed = setup.relay.send(["bob@site.test", "ann@ship.test"])  # one queue group: one file
+    result = setup.etrnctl("flush", "site.test")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {mixed} also goes to ann@ship.test: Sendmail's -qI runs every recipient of "
+        "a queue file, so these recipients are delivered too"
+    ) in result.stdout
+    assert "Postfix" not in result.stdout
+
+
 def test_dead_hooks_cost_neither_mail_nor_etrn(
     make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
 ) -> None:
