@@ -298,7 +298,14 @@ def make_sendmail_relay(
     require(sendmail_missing())
     made: list[SendmailRelay] = []
 
-    def make(domains: dict[str, tuple[str, ...]], other_routes: dict[str, str]) -> SendmailRelay:
+    def make(
+        domains: dict[str, tuple[str, ...]],
+        other_routes: dict[str, str],
+        *,
+        more_config: str = "",
+        socketmap_wrapper: Sequence[str] = (),
+    ) -> SendmailRelay:
+        """``more_config``: TOML sections to add; ``socketmap_wrapper``: see DaemonProcess."""
         run = Path(tempfile.mkdtemp(prefix="etrn-sm-run-"))
         run.chmod(0o755)
         relay = PrivateSendmail(
@@ -317,7 +324,7 @@ def make_sendmail_relay(
             f'[mta]\nkind = "sendmail"\nsendmail = "{relay.wrapper}"\nsendmail_cf = "{relay.cf}"\n'
             f'mail_log = "{relay.log}"\nnode_name = "relay.test"\n'
             f'[milter]\nlisten = "unix:{run}/milter.sock"\nholding_mailers = "etrnhold"\n'
-            f'[socketmap]\nlisten = "{run}/socketmap.sock"\n'
+            f'[socketmap]\nlisten = "{run}/socketmap.sock"\n' + more_config
         )
         etrnctl = Etrnctl(config)
         for name, options in domains.items():
@@ -326,7 +333,11 @@ def make_sendmail_relay(
             "etrn-milter", config, run / "milter.sock", tmp_path / "milter.log"
         ).start()
         socketmap = DaemonProcess(
-            "etrn-socketmap", config, run / "socketmap.sock", tmp_path / "socketmap.log"
+            "etrn-socketmap",
+            config,
+            run / "socketmap.sock",
+            tmp_path / "socketmap.log",
+            socketmap_wrapper,
         ).start()
         relay.start()
         made.append(SendmailRelay(relay, etrnctl, milter, socketmap))

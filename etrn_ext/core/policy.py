@@ -46,6 +46,7 @@ class Verdict(StrEnum):
     ALLOW = "allowed"
     REFUSE = "refused"
     UNREGISTERED = "unregistered"
+    UNDECIDED = "undecided"  # not decided by its deadline: the MTA was answered without it
 
 
 @dataclass(frozen=True, slots=True)

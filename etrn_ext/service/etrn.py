@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Final
 
 from etrn_ext.config import EtrnSettings
 from etrn_ext.core.errors import EtrnExtError, InvalidInputError
@@ -23,6 +24,7 @@ from etrn_ext.core.model import Event, EventKind, IntermittentDomain
 from etrn_ext.core.names import DomainName, parse_domain, parse_queue_id
 from etrn_ext.core.policy import (
     EtrnClient,
+    EtrnDecision,
     FlushThrottle,
     Verdict,
     may_etrn,
@@ -35,6 +37,10 @@ from etrn_ext.net.resolve import CachingResolver
 from etrn_ext.service.context import Context
 
 log = logging.getLogger(__name__)
+
+# Of a decision's deadline, DNS may use all but this: a lookup that runs out of time
+# fails (its rule does not match), and the rest of the decision still makes it.
+DNS_MARGIN_SECONDS: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +117,13 @@ class EtrnHook:
             )
         self.settings = settings
 
-    def decide(self, request: EtrnRequest) -> EtrnOutcome:
-        """Decide, audit, and start the flush work of an allowed ETRN."""
+    def decide(self, request: EtrnRequest, *, deadline: float | None = None) -> EtrnOutcome:
+        """Decide, audit, and start the flush work of an allowed ETRN.
+
+        ``deadline`` (``time.monotonic()``) is when the MTA stops waiting for the answer:
+        DNS ends before it, and a decision that still misses it is UNDECIDED and starts
+        nothing, since the MTA was answered without it.
+        """
         if request.argument.startswith("#"):  # Sendmail's queue-group form: all sites at once
             outcome = EtrnOutcome(Verdict.REFUSE, None, "ETRN for a queue group is not offered")
             self._audit(request, outcome)
@@ -129,7 +140,12 @@ class EtrnHook:
         )
         decision = may_etrn(entry, client)
         if entry is not None and decision.verdict is Verdict.REFUSE and needs_dns(entry):
-            decision = may_etrn(entry, client, self.resolver.facts_for(entry))
+            dns_until = None if deadline is None else deadline - DNS_MARGIN_SECONDS
+            decision = may_etrn(entry, client, self.resolver.facts_for(entry, dns_until))
+        if deadline is not None and time.monotonic() > deadline:
+            decision = EtrnDecision(
+                Verdict.UNDECIDED, "not decided in time; the MTA's own ETRN ran"
+            )
         throttled = None
         if decision.verdict is Verdict.ALLOW and entry is not None:
             with self._lock:

@@ -35,4 +35,5 @@ def sendmail_config(ctx: Context, names: Sequence[str], *, live: bool = True) ->
 def sendmail_doctor(ctx: Context, names: Sequence[str] = ()) -> list[Finding]:
     """Known traps in the live sendmail.cf for the registered domains."""
     cf_text = SendmailAdapter(ctx.settings.mta).cf_text()
-    return check_sendmail(cf_text, registered_domains(ctx, names))
+    answer_seconds = ctx.settings.socketmap.answer_timeout_seconds
+    return check_sendmail(cf_text, registered_domains(ctx, names), answer_seconds)

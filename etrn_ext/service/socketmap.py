@@ -9,18 +9,23 @@ from etrn_ext.service.etrn import EtrnHook, EtrnRequest
 from etrn_ext.wire.socketmap import Lookup
 
 
-def answer_lookup(hook: EtrnHook, lookup: Lookup, map_name: str) -> str | None:
+def answer_lookup(
+    hook: EtrnHook, lookup: Lookup, map_name: str, deadline: float | None = None
+) -> str | None:
     """The ``OK`` value for an ETRN lookup (key: ``<client_addr> <ETRN argument>``);
     None for a map we do not serve.
 
     An allowed ETRN is answered HOOK when the hook flushes the exact queue ids itself
     (Sendmail then replies 250 and runs nothing), else PASS (Sendmail runs ``-qR``).
+    ``deadline``: see ``EtrnHook.decide``; a decision that misses it is answered PASS.
     """
     if lookup.map_name != map_name:
         return None
     client_address, _, argument = lookup.key.partition(" ")
-    outcome = hook.decide(EtrnRequest(argument.strip(), client_address))
+    outcome = hook.decide(EtrnRequest(argument.strip(), client_address), deadline=deadline)
     settings = hook.ctx.settings
+    if outcome.verdict is Verdict.UNDECIDED:
+        return PASS  # what the daemon answered when the deadline passed
     if outcome.verdict is Verdict.ALLOW:
         exact = settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush
         return HOOK if exact else PASS

@@ -4,11 +4,14 @@ exactly (Sendmail's own ETRN matches substrings), refuse, and fail open."""
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from conftest import SendmailRelay, wait_for
 
+from etrn_ext.testing.daemons import with_resolv_conf
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.site import FakeSite
 
@@ -134,6 +137,27 @@ def test_dead_hooks_cost_neither_mail_nor_etrn(
     assert code == 250  # check_etrn's TEMP branch: Sendmail's own ETRN
     assert seconds < 10
     assert "late@site.test" in fake_site.wait_for_recipients(5, timeout=20)  # substring run
+
+
+def test_a_decision_waiting_for_dns_is_answered_before_sendmail_gives_up(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite, tmp_path: Path
+) -> None:
+    # A site's name server is often behind its own link: while the site is away, a
+    # host-name or dns:mx rule waits for DNS that never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind((free_loopback_address((53,)), 53))
+        resolv_conf = tmp_path / "resolv.conf"
+        resolv_conf.write_text(f"nameserver {silent.getsockname()[0]}\n")
+        setup = make_sendmail_relay(
+            {"site.test": ("--allow", "mx.site.test")},
+            {},
+            more_config="[etrn]\ndns_timeout_seconds = 30.0\n",
+            socketmap_wrapper=with_resolv_conf(resolv_conf),
+        )
+        setup.relay.send(["bob@site.test"])
+        code, reply, seconds = etrn(setup, "site.test", fake_site.address)
+    assert seconds < 5  # sendmail.cf's K line: -d5, then "451 ... read timeout"
+    assert (code, reply) == (459, "4.7.1 not allowed to flush site.test")  # DNS failed
 
 
 def test_doctor_finds_the_shipped_setup_clean(

@@ -152,7 +152,7 @@ Ketrnpolicy socket -d5 -T<TEMP> unix:/run/etrn-socketmap/socketmap.sock
 
 
 def test_good_cf_and_its_queue_directories() -> None:
-    assert check_sendmail(GOOD_CF, SITE) == []
+    assert check_sendmail(GOOD_CF, SITE, 2.5) == []
     assert queue_directories(GOOD_CF) == ["/var/spool/mqueue", "/var/spool/mqueue/etrn"]
 
 
@@ -176,6 +176,7 @@ def test_good_cf_and_its_queue_directories() -> None:
         ),
         pytest.param(("T=S:10s", "F=T, T=S:10s"), "F=T or F=R", id="milter-tempfail"),
         pytest.param(("Ketrnpolicy", "Kotherpolicy"), "no check_etrn socketmap", id="no-socketmap"),
+        pytest.param(("-d5", "-d3"), "etrn-socketmap may take 2.5s", id="socketmap-impatient"),
         pytest.param(
             ("Qetrn, P=/var/spool/mqueue/etrn, I=99d\n", ""), "no queue group etrn", id="no-group"
         ),
@@ -183,7 +184,7 @@ def test_good_cf_and_its_queue_directories() -> None:
     ],
 )
 def test_each_trap_in_a_cf(change: tuple[str, str], problem: str) -> None:
-    findings = check_sendmail(GOOD_CF.replace(*change), SITE)
+    findings = check_sendmail(GOOD_CF.replace(*change), SITE, 2.5)
     assert any(problem in finding.problem for finding in findings), findings
 
 
