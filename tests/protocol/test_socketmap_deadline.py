@@ -7,21 +7,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import dns.resolver
 import pytest
 
-from etrn_ext.config import IndexSettings, MtaSettings, Settings, SocketmapSettings
+from etrn_ext.config import SocketmapSettings
 from etrn_ext.core.model import EventKind
 from etrn_ext.core.policy import Verdict
 from etrn_ext.core.registry import DomainChanges
 from etrn_ext.daemons.socketmapd import socketmap_server
-from etrn_ext.index.writer import BatchWriter
 from etrn_ext.net.resolve import CachingResolver
-from etrn_ext.service.context import Context
-from etrn_ext.service.domains import add_domain
 from etrn_ext.service.etrn import EtrnHook, EtrnOutcome, EtrnRequest
 from etrn_ext.service.recording import HeldMailRecorder
 from etrn_ext.testing.loopback import free_loopback_address
@@ -43,26 +39,18 @@ def silent_dns() -> Iterator[dns.resolver.Resolver]:
 
 
 @pytest.fixture
-def hook(tmp_path: Path, silent_dns: dns.resolver.Resolver) -> Iterator[EtrnHook]:
-    settings = Settings(
-        index=IndexSettings(url=f"sqlite:///{tmp_path}/index.sqlite"),
-        mta=MtaSettings(node_name="relay.test", kind="sendmail"),
+def hook(
+    make_socketmap_hook: Callable[..., EtrnHook], silent_dns: dns.resolver.Resolver
+) -> EtrnHook:
+    made = make_socketmap_hook(
+        {"site.test": DomainChanges(allow=("mx.site.test",))},  # a rule that needs DNS
         socketmap=SocketmapSettings(answer_timeout_seconds=ANSWER_SECONDS),
     )
-    ctx = Context(settings, actor="test")
-    add_domain(ctx, "site.test", DomainChanges(allow=("mx.site.test",)))  # needs DNS
-    writer = BatchWriter(ctx.store, max_rows=10, queue_limit=100).start()
-    recorder = HeldMailRecorder(ctx, writer)
-    recorder.refresh_registry()
-    made = EtrnHook(ctx, writer, lambda: recorder.registry)
     made.configure(
-        settings.etrn,
+        made.ctx.settings.etrn,
         CachingResolver(timeout=SLOW_DNS_SECONDS, cache_seconds=300, resolver=silent_dns),
     )
-    yield made
-    made.close()
-    writer.close()
-    ctx.close()
+    return made
 
 
 def timed_answer(hook: EtrnHook, key: str) -> tuple[bytes, float]:
