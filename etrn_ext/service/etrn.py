@@ -26,6 +26,7 @@ from etrn_ext.core.policy import (
     EtrnClient,
     EtrnDecision,
     FlushThrottle,
+    Throttled,
     Verdict,
     may_etrn,
     needs_dns,
@@ -61,7 +62,7 @@ class EtrnOutcome:
     verdict: Verdict
     domain: DomainName | None
     reason: str
-    throttled: str | None = None
+    throttled: Throttled | None = None
 
 
 def _dns_changed(old: EtrnSettings, new: EtrnSettings) -> bool:
@@ -170,14 +171,14 @@ class EtrnHook:
             sasl,
             outcome.verdict.value,
             outcome.reason,
-            f"; no new flush: {outcome.throttled}" if outcome.throttled else "",
+            f"; no new flush: {outcome.throttled.reason}" if outcome.throttled else "",
         )
         detail: dict[str, object] = {
             "etrn_domain": request.argument,
             "client_name": request.client_name,
             "sasl_username": request.sasl_username,
             "reason": outcome.reason,
-            "throttled": outcome.throttled,
+            "throttled": outcome.throttled.reason if outcome.throttled else None,
             **{key: value for key, value in request.tls.items() if value},
         }
         self.writer.submit_event(

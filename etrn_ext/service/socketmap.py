@@ -3,9 +3,13 @@ answers the check_etrn ruleset of ``etrnctl sendmail-config`` acts on."""
 
 from __future__ import annotations
 
+import math
+
+from etrn_ext.config import Settings
 from etrn_ext.core.policy import Verdict
 from etrn_ext.core.sendmail_setup import HOOK, PASS, REFUSE
-from etrn_ext.service.etrn import EtrnHook, EtrnRequest
+from etrn_ext.core.trigger import EtrnReply
+from etrn_ext.service.etrn import EtrnHook, EtrnOutcome, EtrnRequest
 from etrn_ext.wire.socketmap import Lookup
 
 
@@ -13,26 +17,38 @@ def answer_lookup(
     hook: EtrnHook, lookup: Lookup, map_name: str, deadline: float | None = None
 ) -> str | None:
     """The ``OK`` value for an ETRN lookup (key: ``<client_addr> <ETRN argument>``);
-    None for a map we do not serve.
-
-    An allowed ETRN is answered HOOK when the hook flushes the exact queue ids itself
-    (Sendmail then replies 250 and runs nothing), else PASS (Sendmail runs ``-qR``).
-    ``deadline``: see ``EtrnHook.decide``; a decision that misses it is answered PASS.
-    """
+    None for a map we do not serve. ``deadline``: see ``EtrnHook.decide``."""
     if lookup.map_name != map_name:
         return None
     client_address, _, argument = lookup.key.partition(" ")
     outcome = hook.decide(EtrnRequest(argument.strip(), client_address), deadline=deadline)
-    settings = hook.ctx.settings
-    if outcome.verdict is Verdict.UNDECIDED:
-        return PASS  # what the daemon answered when the deadline passed
+    return _answer(outcome, argument.strip(), hook.ctx.settings)
+
+
+def _answer(outcome: EtrnOutcome, argument: str, settings: Settings) -> str:
     if outcome.verdict is Verdict.ALLOW:
-        exact = settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush
-        return HOOK if exact else PASS
+        return _allowed(outcome, settings)
     if outcome.verdict is Verdict.REFUSE:
         target = outcome.domain.ascii if outcome.domain else argument
         return f"{REFUSE} {settings.etrn.refuse_action.format(domain=target)}"
     action = settings.etrn.unregistered_action
-    if outcome.domain is not None and action[:1].isdigit():
+    if outcome.verdict is Verdict.UNREGISTERED and outcome.domain and action[:1].isdigit():
         return f"{REFUSE} {action.format(domain=outcome.domain.ascii)}"
-    return PASS
+    return PASS  # unregistered under DUNNO, or undecided: what the daemon answered in time
+
+
+def _allowed(outcome: EtrnOutcome, settings: Settings) -> str:
+    """HOOK when the hook flushes the exact queue ids itself (Sendmail then replies 250
+    and runs nothing), else PASS (Sendmail runs its own ``-qR``). After HOOK nothing
+    runs while the hook is throttled, so the client gets RFC 1985's 458 and the seconds
+    to wait, not a 250 that would move nothing (words only: Sendmail's ruleset drops the
+    space after a comma, and a parenthesis starts a comment)."""
+    if not (settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush):
+        return PASS
+    if outcome.throttled is None or outcome.domain is None:
+        return HOOK
+    seconds = max(1, math.ceil(outcome.throttled.retry_seconds))
+    return (
+        f"{REFUSE} {EtrnReply.UNABLE.value} 4.7.1 Unable to queue messages for node "
+        f"{outcome.domain.ascii} for another {seconds} seconds"
+    )

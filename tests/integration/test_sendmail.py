@@ -82,6 +82,20 @@ def test_etrn_flushes_exactly_the_domain(
     ]
 
 
+def test_an_etrn_too_soon_after_the_last_is_told_when_to_retry(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
+    assert etrn(setup, "site.test", fake_site.address)[0] == 250
+    fake_site.wait_for_recipients(2, timeout=20)
+    late = setup.relay.send(["late@site.test"])
+    code, reply, _ = etrn(setup, "site.test", fake_site.address)  # within the 60 s interval
+    assert code == 458
+    assert reply.startswith("4.7.1 Unable to queue messages for node site.test for another ")
+    assert reply.endswith(" seconds")
+    assert late in setup.relay.queued_files()  # a 250 here would have been a promise broken
+
+
 def test_refused_client_moves_nothing(
     make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
 ) -> None:
