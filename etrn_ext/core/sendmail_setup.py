@@ -35,6 +35,27 @@ SOCKETMAP_TIMEOUT_SECONDS: Final = 5
 SOCKETMAP_HEADROOM_SECONDS: Final = 1.0
 
 
+def etrn_runs(argument: str, address: str) -> bool:
+    """Whether Sendmail's own ETRN for ``argument`` runs the mail of ``address``.
+
+    Sendmail (srvrsmtp.c, queue.c) looks for ``@site.test`` after ``ETRN site.test`` and
+    for ``site.test`` after ``ETRN @site.test``, anywhere in each recipient as its qf
+    file has it (``<bob@site.test>``), ignoring ASCII case: ``ETRN site.tes`` runs
+    bob@site.test's mail, ``ETRN @bob`` too, and ``ETRN @`` runs everything.
+    """
+    return etrn_pattern(argument) in _ascii_folded(f"<{address}>")
+
+
+def etrn_pattern(argument: str) -> bytes:
+    """What Sendmail's own ETRN for ``argument`` looks for, in ASCII lower case; every qf
+    file it runs contains it (a cheap test before parsing one)."""
+    return _ascii_folded(argument[1:] if argument.startswith("@") else "@" + argument)
+
+
+def _ascii_folded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
+
+
 @dataclass(frozen=True, slots=True)
 class SendmailSetup:
     """Where things are on this relay; all have production defaults."""

@@ -25,7 +25,12 @@ from typing import Final
 from etrn_ext.config import MtaSettings
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
-from etrn_ext.core.sendmail_setup import option_seconds, queue_directories
+from etrn_ext.core.sendmail_setup import (
+    etrn_pattern,
+    etrn_runs,
+    option_seconds,
+    queue_directories,
+)
 from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, parse_duration
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.mta.logfile import read_log_records
@@ -172,6 +177,16 @@ class SendmailAdapter:
             entry.queue_id
             for entry in self._entries(suffix.encode())
             if any(r.address.lower().endswith(suffix) for r in entry.recipients)
+        ]
+
+    def recipients_etrn_runs(self, argument: str) -> list[str]:
+        """Queued recipients whose mail Sendmail's own ETRN for ``argument`` would run
+        (its substring match); only the qf files that contain the pattern are parsed."""
+        return [
+            recipient.address
+            for entry in self._entries(etrn_pattern(argument))
+            for recipient in entry.recipients
+            if etrn_runs(argument, recipient.address)
         ]
 
     def flush_ids(self, queue_ids: Sequence[QueueId]) -> None:

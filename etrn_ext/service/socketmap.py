@@ -9,6 +9,7 @@ from etrn_ext.config import Settings
 from etrn_ext.core.policy import Verdict
 from etrn_ext.core.sendmail_setup import HOOK, PASS, REFUSE
 from etrn_ext.core.trigger import EtrnReply
+from etrn_ext.mta.sendmail import SendmailAdapter
 from etrn_ext.service.etrn import EtrnHook, EtrnOutcome, EtrnRequest
 from etrn_ext.wire.socketmap import Lookup
 
@@ -17,12 +18,34 @@ def answer_lookup(
     hook: EtrnHook, lookup: Lookup, map_name: str, deadline: float | None = None
 ) -> str | None:
     """The ``OK`` value for an ETRN lookup (key: ``<client_addr> <ETRN argument>``);
-    None for a map we do not serve. ``deadline``: see ``EtrnHook.decide``."""
+    None for a map we do not serve. ``deadline``: see ``EtrnHook.decide``.
+
+    Sendmail's own ETRN matches recipients by substring (``ETRN site.tes`` and
+    ``ETRN @bob`` run bob@site.test's mail), so whenever it may run (PASS) the ETRN is
+    decided for every registered domain whose queued mail it would run; only an ETRN
+    of a registered domain that the hook flushes itself (HOOK) is that domain's alone.
+    """
     if lookup.map_name != map_name:
         return None
     client_address, _, argument = lookup.key.partition(" ")
-    outcome = hook.decide(EtrnRequest(argument.strip(), client_address), deadline=deadline)
-    return _answer(outcome, argument.strip(), hook.ctx.settings)
+    argument = argument.strip()
+    settings = hook.ctx.settings
+
+    def sendmail_runs() -> list[str]:
+        return SendmailAdapter(settings.mta).recipients_etrn_runs(argument)
+
+    exact = _hook_flushes(settings) and hook.named_entry(argument)[1] is not None
+    outcome = hook.decide(
+        EtrnRequest(argument, client_address),
+        deadline=deadline,
+        mta_runs=None if exact else sendmail_runs,
+    )
+    return _answer(outcome, argument, settings)
+
+
+def _hook_flushes(settings: Settings) -> bool:
+    """Whether an allowed ETRN is flushed by the hook (HOOK) rather than Sendmail (PASS)."""
+    return settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush
 
 
 def _answer(outcome: EtrnOutcome, argument: str, settings: Settings) -> str:
@@ -43,7 +66,7 @@ def _allowed(outcome: EtrnOutcome, settings: Settings) -> str:
     runs while the hook is throttled, so the client gets RFC 1985's 458 and the seconds
     to wait, not a 250 that would move nothing (words only: Sendmail's ruleset drops the
     space after a comma, and a parenthesis starts a comment)."""
-    if not (settings.mta.sendmail_flush == "exact" and settings.etrn.targeted_flush):
+    if not _hook_flushes(settings):
         return PASS
     if outcome.throttled is None or outcome.domain is None:
         return HOOK

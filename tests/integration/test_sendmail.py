@@ -112,6 +112,27 @@ def test_refused_client_moves_nothing(
     assert [e["outcome"] for e in audit] == ["refused", "refused"]  # type: ignore[attr-defined]
 
 
+def test_a_substring_of_a_domain_is_that_domains_etrn(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    # Left to Sendmail, each of these would run bob@site.test's mail (substring match).
+    setup, ids = relay_with_mail(make_sendmail_relay, fake_site)
+    stranger = free_loopback_address((2526,))
+    for argument in ("site.tes", "SITE.TE", "@ite.test", "@bob", "@"):
+        code, reply, _ = etrn(setup, argument, stranger)
+        assert (code, reply) == (459, "4.7.1 not allowed to flush site.test"), argument
+    time.sleep(1)
+    assert fake_site.recipients() == []
+    code, _reply, _ = etrn(setup, "site.tes", fake_site.address)  # the site may: exactly
+    assert code == 250
+    assert sorted(fake_site.wait_for_recipients(2, timeout=20)) == [
+        "bob@site.test",
+        "carol@site.test",
+    ]
+    time.sleep(1)
+    assert ids[2] in setup.relay.queued_files()  # site.testing.org: not Sendmail's own run
+
+
 def test_flush_wait_is_exact_too(
     make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
 ) -> None:

@@ -11,6 +11,7 @@ from etrn_ext.core.model import DeliveryRecord, IntermittentDomain, Outcome, Que
 from etrn_ext.core.names import parse_domain
 from etrn_ext.core.sendmail_setup import (
     check_sendmail,
+    etrn_runs,
     group_parent_directory,
     queue_directories,
     render_sendmail_config,
@@ -199,3 +200,25 @@ def test_rendered_lines() -> None:
     assert "site.test\tetrnhold:site.test" in text
     assert ".site.test\tetrnhold:site.test" in text
     assert "QGRP:site.test\tetrn" in text
+
+
+@pytest.mark.parametrize(
+    ("argument", "address", "runs"),
+    [
+        pytest.param("site.test", "bob@site.test", True, id="domain"),
+        pytest.param("SITE.Test", "bob@site.test", True, id="case"),
+        pytest.param("site.tes", "bob@site.test", True, id="prefix-of-domain"),
+        pytest.param("site.test", "d@site.testing.org", True, id="longer-domain"),
+        pytest.param("site.test", "c@notsite.test", False, id="not-a-suffix-match"),
+        pytest.param("site.test>", "d@site.testing.org", False, id="closing-bracket"),
+        pytest.param("site.test>", "bob@site.test", True, id="closing-bracket-match"),
+        pytest.param("@site.test", "c@notsite.test", True, id="at-form-anywhere"),
+        pytest.param("@bob", "bob@site.test", True, id="at-form-local-part"),
+        pytest.param("@", "bob@site.test", True, id="at-form-empty-runs-all"),
+        pytest.param("other.test", "bob@site.test", False, id="other"),
+        pytest.param("B\u00dcRO.test", "x@b\u00fcro.test", False, id="ascii-case-only"),
+    ],
+)
+def test_what_sendmails_own_etrn_runs(argument: str, address: str, runs: bool) -> None:
+    # srvrsmtp.c: ETRN x looks for "@x", ETRN @x for "x", in every recipient (strcontainedin)
+    assert etrn_runs(argument, address) is runs
