@@ -281,6 +281,12 @@ class SocketmapSettings:
     idle_timeout_seconds: float = setting(
         600.0, "close a connection that sent no lookup for this long", _positive
     )
+    answer_timeout_seconds: float = setting(
+        2.5,
+        "answer PASS (Sendmail's own ETRN) when a decision takes longer; keep it well "
+        "below the K line's -d (5 s), past which Sendmail answers the ETRN 451",
+        _positive,
+    )
 
 
 @dataclass(frozen=True, slots=True)

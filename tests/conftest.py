@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -15,12 +16,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from etrn_ext.cli.main import cli
-from etrn_ext.config import IndexSettings, parse_settings
+from etrn_ext.config import IndexSettings, MtaSettings, Settings, parse_settings
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.names import parse_domain
 from etrn_ext.core.postfix_setup import milter_main_cf, policyd_main_cf, recipient_map_lines
+from etrn_ext.core.registry import DomainChanges
 from etrn_ext.index.store import IndexStore
+from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
+from etrn_ext.service.domains import add_domain
+from etrn_ext.service.etrn import EtrnHook
 from etrn_ext.testing.daemons import DaemonProcess
 from etrn_ext.testing.loopback import free_loopback_address, free_port
 from etrn_ext.testing.mailsink import MailSink
@@ -303,7 +308,14 @@ def make_sendmail_relay(
     require(sendmail_missing())
     made: list[SendmailRelay] = []
 
-    def make(domains: dict[str, tuple[str, ...]], other_routes: dict[str, str]) -> SendmailRelay:
+    def make(
+        domains: dict[str, tuple[str, ...]],
+        other_routes: dict[str, str],
+        *,
+        more_config: str = "",
+        socketmap_wrapper: Sequence[str] = (),
+    ) -> SendmailRelay:
+        """``more_config``: TOML sections to add; ``socketmap_wrapper``: see DaemonProcess."""
         run = Path(tempfile.mkdtemp(prefix="etrn-sm-run-"))
         run.chmod(0o755)
         relay = PrivateSendmail(
@@ -322,7 +334,7 @@ def make_sendmail_relay(
             f'[mta]\nkind = "sendmail"\nsendmail = "{relay.wrapper}"\nsendmail_cf = "{relay.cf}"\n'
             f'mail_log = "{relay.log}"\nnode_name = "relay.test"\n'
             f'[milter]\nlisten = "unix:{run}/milter.sock"\nholding_mailers = "etrnhold"\n'
-            f'[socketmap]\nlisten = "{run}/socketmap.sock"\n'
+            f'[socketmap]\nlisten = "{run}/socketmap.sock"\n' + more_config
         )
         etrnctl = Etrnctl(config)
         for name, options in domains.items():
@@ -331,7 +343,11 @@ def make_sendmail_relay(
             "etrn-milter", config, run / "milter.sock", tmp_path / "milter.log"
         ).start()
         socketmap = DaemonProcess(
-            "etrn-socketmap", config, run / "socketmap.sock", tmp_path / "socketmap.log"
+            "etrn-socketmap",
+            config,
+            run / "socketmap.sock",
+            tmp_path / "socketmap.log",
+            socketmap_wrapper,
         ).start()
         relay.start()
         made.append(SendmailRelay(relay, etrnctl, milter, socketmap))
@@ -343,6 +359,44 @@ def make_sendmail_relay(
         setup.milter.stop()
         setup.socketmap.stop()
         setup.relay.remove()
+
+
+# --- etrn-socketmap's hook in-process, on a Sendmail queue in the test's directory ----------
+
+
+@pytest.fixture
+def make_socketmap_hook(tmp_path: Path) -> Iterator[Callable[..., EtrnHook]]:
+    """The ETRN hook as etrn-socketmap builds it. Its Sendmail queue is ``tmp_path/mqueue``
+    (put qf files there); ``sendmail`` is ``true``, so a flush runs nothing. Keyword
+    arguments replace Settings sections, except ``mta``: a dict of changes to it."""
+    made: list[EtrnHook] = []
+    queue = tmp_path / "mqueue"
+    queue.mkdir()
+    cf = tmp_path / "sendmail.cf"
+    cf.write_text(f"O QueueDirectory={queue}\n")
+
+    def make(domains: dict[str, DomainChanges], **sections: Any) -> EtrnHook:
+        mta = MtaSettings(
+            node_name="relay.test", kind="sendmail", sendmail="/bin/true", sendmail_cf=str(cf)
+        )
+        settings = Settings(
+            index=IndexSettings(url=f"sqlite:///{tmp_path}/index.sqlite"),
+            mta=dataclasses.replace(mta, **sections.pop("mta", {})),
+            **sections,
+        )
+        ctx = Context(settings, actor="test")
+        for name, changes in domains.items():
+            add_domain(ctx, name, changes)
+        registry = {domain.name.ascii: domain for domain in ctx.store.list_domains()}
+        writer = BatchWriter(ctx.store, max_rows=10, queue_limit=100).start()
+        made.append(EtrnHook(ctx, writer, lambda: registry))
+        return made[-1]
+
+    yield make
+    for hook in made:
+        hook.close()
+        hook.writer.close()
+        hook.ctx.close()
 
 
 # --- the site's side: fake relays with a test CA -------------------------------------------

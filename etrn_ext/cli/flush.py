@@ -52,7 +52,7 @@ def _result_json(result: FlushResult) -> dict[str, Any]:
     }
 
 
-def _print(result: FlushResult) -> None:
+def _print(result: FlushResult, flush_granularity: str) -> None:
     if not result.queue_ids:
         click.echo(f"{result.target}: nothing queued, nothing to flush")
         return
@@ -63,7 +63,7 @@ def _print(result: FlushResult) -> None:
     for queue_id, others in result.other_domains.items():
         click.echo(
             f"note: {queue_id} also goes to {', '.join(others)}: "
-            "Postfix flushes whole queue files, so these recipients are delivered too"
+            f"{flush_granularity}, so these recipients are delivered too"
         )
     for queue_id in result.on_hold:
         click.echo(f"note: {queue_id} is on hold; release it with 'postsuper -H {queue_id}' first")
@@ -129,7 +129,7 @@ def flush(
     if as_json:
         render.emit_json(_result_json(result))
     else:
-        _print(result)
+        _print(result, ctx.mta.flush_granularity)
     if result.remaining:
         raise click.exceptions.Exit(EX_MAIL_REMAINS)
     return 0

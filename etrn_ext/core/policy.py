@@ -46,6 +46,7 @@ class Verdict(StrEnum):
     ALLOW = "allowed"
     REFUSE = "refused"
     UNREGISTERED = "unregistered"
+    UNDECIDED = "undecided"  # not decided by its deadline: the MTA was answered without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +117,21 @@ def over_quota(quota: Quota, messages: int, held_bytes: int, incoming_bytes: int
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """Why an ETRN starts no flush work now, and in how many seconds one would."""
+
+    reason: str
+    retry_seconds: float
+
+
 class FlushThrottle:
     """Decides whether an ETRN may start new flush work, per domain and per client.
 
     A domain is flushed at most once per ``domain_interval`` seconds, and a client's
-    ETRNs beyond ``client_limit`` per ``client_window`` seconds start nothing. Either
-    way the client is answered as usual: repeating ETRN changes nothing but the log.
+    ETRNs beyond ``client_limit`` per ``client_window`` seconds start nothing. Where the
+    MTA's own flush runs anyway (Postfix) the client is answered as usual; where nothing
+    else would run (Sendmail in exact mode) it is told when to come back.
     """
 
     def __init__(self, *, domain_interval: float, client_limit: int, client_window: float) -> None:
@@ -131,7 +141,7 @@ class FlushThrottle:
         self._last_flush: dict[str, float] = {}
         self._client_requests: dict[str, deque[float]] = {}
 
-    def admit(self, domain: str, client: str, now: float) -> str | None:
+    def admit(self, domain: str, client: str, now: float) -> Throttled | None:
         """Record an ETRN; None if it may flush, else why not."""
         requests = self._client_requests.setdefault(client, deque())
         while requests and requests[0] <= now - self._client_window:
@@ -139,10 +149,16 @@ class FlushThrottle:
         requests.append(now)
         self._forget_before(now)
         if len(requests) > self._client_limit:
-            return f"client sent {len(requests)} ETRNs in {self._client_window:g}s"
+            # Once the oldest requests leave the window, the next one is within the limit.
+            return Throttled(
+                f"client sent {len(requests)} ETRNs in {self._client_window:g}s",
+                requests[-self._client_limit] + self._client_window - now,
+            )
         last = self._last_flush.get(domain)
         if last is not None and now - last < self._domain_interval:
-            return f"{domain} was flushed {now - last:.0f}s ago"
+            return Throttled(
+                f"{domain} was flushed {now - last:.0f}s ago", last + self._domain_interval - now
+            )
         self._last_flush[domain] = now
         return None
 

@@ -99,6 +99,20 @@ class HeldDomains:
         return answer
 
 
+def storable_text(text: str) -> str:
+    """``text`` as UTF-8 can encode it, for the index and the trace header.
+
+    pymilter hands 8-bit SMTP bytes over as lone surrogates (``surrogateescape``), which
+    SQLite's driver and libmilter refuse: bytes that are UTF-8 become their characters,
+    other bytes U+FFFD, and any other lone surrogate ``?``.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def held_header(domains: list[str], node: str, now: float) -> str:
     """The trace header's value: ``site.example, ship.example; relay=mx2; queued=<UTC time>``."""
     queued = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

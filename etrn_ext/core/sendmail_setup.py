@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import IntermittentDomain
 from etrn_ext.core.postfix_setup import Finding
+from etrn_ext.core.units import parse_duration
 
 HOLD_MAILER: Final = "etrnhold"
 QUEUE_GROUP: Final = "etrn"
@@ -27,6 +29,31 @@ SOCKETMAP: Final = "etrnpolicy"
 PASS: Final = "PASS"  # noqa: S105 - Sendmail runs its own queue run (substring match)
 HOOK: Final = "HOOK"  # etrn-socketmap flushed the exact queue ids: reply 250, run nothing
 REFUSE: Final = "REFUSE"  # followed by the reply text
+# How long Sendmail waits for etrn-socketmap (the K line's -d); past it, it answers the
+# ETRN "451 socket_map_lookup: read timeout" itself. The daemon must answer well before.
+SOCKETMAP_TIMEOUT_SECONDS: Final = 5
+SOCKETMAP_HEADROOM_SECONDS: Final = 1.0
+
+
+def etrn_runs(argument: str, address: str) -> bool:
+    """Whether Sendmail's own ETRN for ``argument`` runs the mail of ``address``.
+
+    Sendmail (srvrsmtp.c, queue.c) looks for ``@site.test`` after ``ETRN site.test`` and
+    for ``site.test`` after ``ETRN @site.test``, anywhere in each recipient as its qf
+    file has it (``<bob@site.test>``), ignoring ASCII case: ``ETRN site.tes`` runs
+    bob@site.test's mail, ``ETRN @bob`` too, and ``ETRN @`` runs everything.
+    """
+    return etrn_pattern(argument) in _ascii_folded(f"<{address}>")
+
+
+def etrn_pattern(argument: str) -> bytes:
+    """What Sendmail's own ETRN for ``argument`` looks for, in ASCII lower case; every qf
+    file it runs contains it (a cheap test before parsing one)."""
+    return _ascii_folded(argument[1:] if argument.startswith("@") else "@" + argument)
+
+
+def _ascii_folded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +90,16 @@ def mc_lines(setup: SendmailSetup) -> list[str]:
         f"M{HOLD_MAILER},\tP=[IPC], F=mDFMuXae, S=EnvFromSMTP/HdrFromSMTP, R=EnvToSMTP, E=\\r\\n, "
         f"L=990,\n\t\tT=DNS/RFC822/SMTP, Q={QUEUE_GROUP},\n\t\tA=TCP $h{port}",
         "LOCAL_CONFIG",
-        "dnl etrn-socketmap decides every ETRN; -T<TEMP> marks a lookup that failed.",
-        f"K{SOCKETMAP} socket -d5 -T<TEMP> {setup.socketmap}",
+        "dnl etrn-socketmap decides every ETRN; -T<TEMP> marks a connection that failed.",
+        "dnl -d: how long Sendmail waits for an answer (the daemon answers well within it).",
+        f"K{SOCKETMAP} socket -d{SOCKETMAP_TIMEOUT_SECONDS} -T<TEMP> {setup.socketmap}",
         "LOCAL_RULESETS",
         "Scheck_etrn",
         f"R$*\t\t\t$: < $({SOCKETMAP} $&{{client_addr}} $1 $: NOTFOUND $) > $1",
         f"R< {PASS} > $*\t\t$@ OK",
         f'R< {HOOK} > $*\t\t$#error $@ 2.0.0 $: "250 2.0.0 Queuing for node " $1 " started"',
         f"R< {REFUSE} $* > $*\t$#error $@ 4.7.1 $: $1",
-        "dnl etrn-socketmap down or slow (TEMP, TIMEOUT): fail open, ETRN works as without it.",
+        "dnl etrn-socketmap down (TEMP): fail open, ETRN works as without it.",
         "R< $* <TEMP> > $*\t$@ OK",
         "R< $* > $*\t\t$@ OK",
     ]
@@ -152,8 +180,20 @@ def parse_cf(text: str) -> tuple[dict[str, str], dict[str, dict[str, str]], dict
     return options, groups, mailers
 
 
-def check_sendmail(cf_text: str, domains: Sequence[IntermittentDomain]) -> list[Finding]:
-    """Known traps in a live sendmail.cf for holding mail until ETRN."""
+def _map_timeout(flags: str) -> float | None:
+    """A K line's ``-d`` timeout in seconds, or None without (or with a bad) one."""
+    match = re.search(r"(?:^|\s)-d(\S+)", flags)
+    try:
+        return parse_duration(match[1]) if match else None
+    except InvalidInputError:
+        return None
+
+
+def check_sendmail(
+    cf_text: str, domains: Sequence[IntermittentDomain], answer_seconds: float
+) -> list[Finding]:
+    """Known traps in a live sendmail.cf for holding mail until ETRN; ``answer_seconds``
+    is how long etrn-socketmap may take (``[socketmap] answer_timeout_seconds``)."""
     options, groups, mailers = parse_cf(cf_text)
     findings = []
     if options.get("HostStatusDirectory"):
@@ -214,7 +254,19 @@ def check_sendmail(cf_text: str, domains: Sequence[IntermittentDomain]) -> list[
                 )
             )
     del milters
-    if f"K{SOCKETMAP} socket" not in cf_text:
+    socketmap = re.search(rf"^K{SOCKETMAP} socket(?P<flags>.*)$", cf_text, re.MULTILINE)
+    timeout = _map_timeout(socketmap["flags"]) if socketmap else None
+    if timeout is not None and timeout < answer_seconds + SOCKETMAP_HEADROOM_SECONDS:
+        findings.append(
+            Finding(
+                "warning",
+                f"the {SOCKETMAP} map waits {timeout:g}s (-d) and etrn-socketmap may take "
+                f"{answer_seconds:g}s: a slow decision makes Sendmail answer ETRN 451",
+                f"-d{SOCKETMAP_TIMEOUT_SECONDS} in the K line, or a lower "
+                "[socketmap] answer_timeout_seconds",
+            )
+        )
+    if socketmap is None:
         findings.append(
             Finding(
                 "warning",
@@ -242,6 +294,12 @@ def queue_directories(cf_text: str) -> list[str]:
     directories = [options.get("QueueDirectory", "/var/spool/mqueue")]
     directories += [fields["P"] for fields in groups.values() if fields.get("P")]
     return list(dict.fromkeys(directories))
+
+
+def group_parent_directory(queue_directory: str) -> str:
+    """Where the hold queue group's directory goes: the queue directory, or the one that
+    holds the ``q1``, ``q2``... of a wildcard ``QueueDirectory=/var/spool/mqueue/q*``."""
+    return queue_directory.rpartition("/")[0] if queue_directory.endswith("*") else queue_directory
 
 
 def option_seconds(cf_text: str, name: str, default: str) -> str:

@@ -20,7 +20,7 @@ import Milter
 
 from etrn_ext.config import MilterSettings
 from etrn_ext.core.errors import EtrnExtError
-from etrn_ext.core.rules import held_header
+from etrn_ext.core.rules import held_header, storable_text
 from etrn_ext.daemons.serve import daemon_context, exit_on_startup_error, guarded
 from etrn_ext.service.recording import HeldMailRecorder
 
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def _address(text: str) -> str:
-    return text.strip().removeprefix("<").removesuffix(">")
+    """An address as index and header can take it (8-bit bytes arrive as lone surrogates)."""
+    return storable_text(text.strip().removeprefix("<").removesuffix(">"))
 
 
 def _size_parameter(params: tuple[str, ...]) -> int:

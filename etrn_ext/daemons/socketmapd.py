@@ -1,8 +1,10 @@
 """etrn-socketmap: Sendmail's check_etrn asks it, over the socketmap protocol, about every ETRN.
 
-Lookups are answered from a worker thread (a decision may need DNS); any failure answers
-PASS, so ETRN works as plain Sendmail's (fail open). SIGTERM and SIGHUP behave as for
-etrn-policyd.
+Lookups are answered from a worker thread (a decision may need DNS); any failure, and
+a decision not made within ``[socketmap] answer_timeout_seconds``, answers PASS, so ETRN
+works as plain Sendmail's (fail open). That must happen well inside the K line's ``-d``
+timeout: past it Sendmail answers the ETRN ``451 ... read timeout`` itself, and the
+ruleset's ``<TEMP>`` branch never sees it. SIGTERM and SIGHUP behave as for etrn-policyd.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import Final
 
 from etrn_ext.config import Settings, SocketmapSettings
@@ -29,6 +32,9 @@ from etrn_ext.service.socketmap import answer_lookup
 from etrn_ext.wire.socketmap import Lookup, NetstringDecoder, found, not_found
 
 PROGRAM: Final = "etrn-socketmap"
+# A decision made right at its deadline still needs this to reach the reply; past it,
+# the reply is PASS without the decision.
+REPLY_GRACE_SECONDS: Final = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +45,25 @@ def socketmap_server(
     def settings() -> SocketmapSettings:  # read anew: SIGHUP replaces them
         return hook.ctx.settings.socketmap
 
-    def handle(lookup: Lookup) -> bytes:
+    def handle(lookup: Lookup, deadline: float) -> bytes:
         fallback: str | None = PASS  # fail open: Sendmail's own ETRN
         value = guarded(
-            lambda: answer_lookup(hook, lookup, settings().map_name), fallback, "ETRN lookup"
+            lambda: answer_lookup(hook, lookup, settings().map_name, deadline),
+            fallback,
+            "ETRN lookup",
         )
         return not_found() if value is None else found(value)
 
     async def answer(lookup: Lookup) -> bytes:
-        return await asyncio.to_thread(handle, lookup)
+        seconds = settings().answer_timeout_seconds
+        decision = asyncio.to_thread(handle, lookup, time.monotonic() + seconds)
+        try:
+            return await asyncio.wait_for(decision, seconds + REPLY_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "ETRN lookup %r not decided within %gs: answered %s", lookup.key, seconds, PASS
+            )
+            return found(PASS)
 
     def reload(new: Settings) -> None:
         hook.ctx.reload(new)

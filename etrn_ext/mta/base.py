@@ -27,6 +27,9 @@ class MtaAdapter(Protocol):
     """What etrn-ext needs from an MTA."""
 
     kind: str
+    # What one flush delivers, in words for people: a whole queue file, so a message's
+    # recipients in other domains go along ("Postfix flushes whole queue files").
+    flush_granularity: str
 
     def list_queue(self) -> Iterator[QueueEntry]:
         """Start listing the queue now; yield one message at a time with its pending recipients.

@@ -131,6 +131,7 @@ class PostfixAdapter:
     """Talks to one Postfix instance through its own commands."""
 
     kind = "postfix"
+    flush_granularity = "Postfix flushes whole queue files"
 
     def __init__(self, settings: MtaSettings) -> None:
         self.settings = settings

@@ -6,7 +6,8 @@ exact queue ids of its held mail, in one ``sendmail -qI<id> -qI<id>...`` call (t
 ids are ORed); ``-qR@domain`` only when ``[mta] sendmail_flush = "substring"``.
 
 The queue is read from the qf files (op.me appendix B), one file at a time, in the
-main queue directory and every queue group's directory named in sendmail.cf; that
+main queue directory and every queue group's directory named in sendmail.cf (a
+trailing ``*``, as in ``/var/spool/mqueue/q*``, stands for every matching directory); that
 needs the rights of the queue's owner (root or smmsp). Facts relied on (research
 notes, Sendmail 8.17): an ``M`` line right before an ``R`` line is that recipient's
 status; delivered and bounced recipients disappear from the qf file; ``T`` is the
@@ -24,7 +25,12 @@ from typing import Final
 from etrn_ext.config import MtaSettings
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
 from etrn_ext.core.names import DomainName, QueueId
-from etrn_ext.core.sendmail_setup import option_seconds, queue_directories
+from etrn_ext.core.sendmail_setup import (
+    etrn_pattern,
+    etrn_runs,
+    option_seconds,
+    queue_directories,
+)
 from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, parse_duration
 from etrn_ext.mta.base import LogPosition
 from etrn_ext.mta.logfile import read_log_records
@@ -34,24 +40,31 @@ IDS_PER_CALL: Final = 500
 
 
 def parse_qf(text: str, queue_id: str, queue_name: str, size: int) -> QueueEntry:
-    """One qf file's envelope as a ``QueueEntry`` (pending recipients only)."""
+    """One qf file's envelope as a ``QueueEntry`` (pending recipients only).
+
+    Lines end at newlines only, as Sendmail reads them (``str.splitlines`` would also
+    split at form feeds or U+2028 inside a header), and the envelope ends at the first
+    header: a header's text can never pass for a recipient. The ``M`` line before ``S``
+    is the envelope's status (mailq's line), not the first recipient's.
+    """
     arrival = 0.0
     sender = ""
     recipients = []
     status = ""
-    for line in text.splitlines():
+    for line in text.split("\n"):
         kind, value = line[:1], line[1:]
         if kind == "T" and value.isdigit():
             arrival = float(value)
         elif kind == "S":
             sender = value.strip().removeprefix("<").removesuffix(">")
+            status = ""
         elif kind == "M":
             status = value
         elif kind == "R":
             address = value.split(":", 1)[-1].strip().removeprefix("<").removesuffix(">")
             recipients.append(QueuedRecipient(address, status))
             status = ""
-        elif kind == ".":
+        elif kind in ("H", "."):
             break
     return QueueEntry(queue_id, queue_name, arrival, size, sender, tuple(recipients))
 
@@ -83,10 +96,28 @@ def parse_log_line(line: str) -> list[DeliveryRecord]:
     return []
 
 
+def _matching_directories(pattern: str) -> list[Path]:
+    """A queue directory, or each directory a trailing ``*`` matches: Sendmail spreads one
+    queue over several directories with ``QueueDirectory=/var/spool/mqueue/q*``."""
+    if not pattern.endswith("*"):
+        return [Path(pattern)]
+    parent, prefix = os.path.split(pattern[:-1])
+    try:
+        names = sorted(os.listdir(parent))
+    except FileNotFoundError:
+        return []
+    return [
+        Path(parent, name)
+        for name in names
+        if name.startswith(prefix) and os.path.isdir(os.path.join(parent, name))
+    ]
+
+
 class SendmailAdapter:
     """Talks to one Sendmail through its queue files and its own command."""
 
     kind = "sendmail"
+    flush_granularity = "Sendmail's -qI runs every recipient of a queue file"
 
     def __init__(self, settings: MtaSettings) -> None:
         self.settings = settings
@@ -103,8 +134,9 @@ class SendmailAdapter:
 
     def _entries(self, mentioning: bytes | None) -> Iterator[QueueEntry]:
         """Every queued message, or those whose qf file contains ``mentioning`` (lower case)."""
-        for directory in queue_directories(self.cf_text()):
-            yield from self._scan(Path(directory), mentioning)
+        for pattern in queue_directories(self.cf_text()):
+            for directory in _matching_directories(pattern):
+                yield from self._scan(directory, mentioning)
 
     def _scan(self, directory: Path, mentioning: bytes | None) -> Iterator[QueueEntry]:
         qf_directory = directory / "qf" if (directory / "qf").is_dir() else directory
@@ -145,6 +177,16 @@ class SendmailAdapter:
             entry.queue_id
             for entry in self._entries(suffix.encode())
             if any(r.address.lower().endswith(suffix) for r in entry.recipients)
+        ]
+
+    def recipients_etrn_runs(self, argument: str) -> list[str]:
+        """Queued recipients whose mail Sendmail's own ETRN for ``argument`` would run
+        (its substring match); only the qf files that contain the pattern are parsed."""
+        return [
+            recipient.address
+            for entry in self._entries(etrn_pattern(argument))
+            for recipient in entry.recipients
+            if etrn_runs(argument, recipient.address)
         ]
 
     def flush_ids(self, queue_ids: Sequence[QueueId]) -> None:

@@ -2,7 +2,9 @@
 
 A failed lookup (timeout, NXDOMAIN, SERVFAIL) yields no addresses: an allow rule that
 needs DNS then simply does not match. Failures are cached for a shorter time than
-answers so that a DNS outage does not stick. ``mx_lookup`` also says why a lookup
+answers so that a DNS outage does not stick. A caller that must answer by a deadline
+(etrn-socketmap: Sendmail waits 5 s) passes ``until``; lookups then end by it, and one
+there is no time left for fails as a timeout would. ``mx_lookup`` also says why a lookup
 failed, and whether that may pass, for ``etrnctl trigger`` on the site.
 """
 
@@ -78,20 +80,25 @@ class CachingResolver:
     ) -> None:
         self._resolver = resolver or _system_resolver()
         self._resolver.lifetime = timeout
+        self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Lookup]] = {}
         self._lock = threading.Lock()
 
-    def _query(self, name: str, rdtype: str) -> Lookup:
+    def _query(self, name: str, rdtype: str, until: float | None) -> Lookup:
+        """``until``: a ``time.monotonic()`` by which the lookup must end, or None."""
         key = (name, rdtype)
         now = self._clock()
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] > now:
                 return cached[1]
+        lifetime = self._timeout if until is None else min(self._timeout, until - time.monotonic())
+        if lifetime <= 0:
+            return Lookup(problem="no time left for DNS", temporary=True)
         try:
-            answer = self._resolver.resolve(name, rdtype, search=False)
+            answer = self._resolver.resolve(name, rdtype, search=False, lifetime=lifetime)
             lookup = Lookup(tuple(sorted(rdata.to_text() for rdata in answer)))
             expires = now + self._cache_seconds
         except (dns.exception.DNSException, OSError) as exc:
@@ -102,19 +109,19 @@ class CachingResolver:
             self._cache[key] = (expires, lookup)
         return lookup
 
-    def addresses(self, host: str) -> frozenset[IPAddress]:
+    def addresses(self, host: str, until: float | None = None) -> frozenset[IPAddress]:
         """The IPv4 and IPv6 addresses of ``host``."""
         found = set()
         for rdtype in ("A", "AAAA"):
-            for text in self._query(host, rdtype).values:
+            for text in self._query(host, rdtype, until).values:
                 address = parse_address(text)
                 if address is not None:
                     found.add(address)
         return frozenset(found)
 
-    def mx_lookup(self, domain: str) -> MxLookup:
+    def mx_lookup(self, domain: str, until: float | None = None) -> MxLookup:
         """The domain's MX hosts, best first; a null MX (RFC 7505) gives none."""
-        lookup = self._query(domain, "MX")
+        lookup = self._query(domain, "MX", until)
         hosts = []
         for text in lookup.values:
             preference, _, exchange = text.partition(" ")
@@ -123,14 +130,16 @@ class CachingResolver:
                 hosts.append((int(preference), host))
         return MxLookup(tuple(sorted(hosts)), lookup.problem, lookup.temporary)
 
-    def facts_for(self, domain: IntermittentDomain) -> DnsFacts:
-        """Everything DNS can tell about the domain's allow rules."""
-        host_addresses = {host.ascii: self.addresses(host.ascii) for host in domain.clients.hosts}
+    def facts_for(self, domain: IntermittentDomain, until: float | None = None) -> DnsFacts:
+        """Everything DNS can tell about the domain's allow rules (by ``until``, if given)."""
+        host_addresses = {
+            host.ascii: self.addresses(host.ascii, until) for host in domain.clients.hosts
+        }
         mx_addresses: frozenset[IPAddress] = frozenset()
         if domain.clients.mx:
             name = domain.name.ascii
-            found = set(self.addresses(name))
-            for _preference, host in self.mx_lookup(name).hosts:
-                found |= self.addresses(host)
+            found = set(self.addresses(name, until))
+            for _preference, host in self.mx_lookup(name, until).hosts:
+                found |= self.addresses(host, until)
             mx_addresses = frozenset(found)
         return DnsFacts(host_addresses, mx_addresses)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Final
 
 from etrn_ext.config import EtrnSettings
 from etrn_ext.core.errors import EtrnExtError, InvalidInputError
@@ -23,7 +24,9 @@ from etrn_ext.core.model import Event, EventKind, IntermittentDomain
 from etrn_ext.core.names import DomainName, parse_domain, parse_queue_id
 from etrn_ext.core.policy import (
     EtrnClient,
+    EtrnDecision,
     FlushThrottle,
+    Throttled,
     Verdict,
     may_etrn,
     needs_dns,
@@ -35,6 +38,10 @@ from etrn_ext.net.resolve import CachingResolver
 from etrn_ext.service.context import Context
 
 log = logging.getLogger(__name__)
+
+# Of a decision's deadline, DNS may use all but this: a lookup that runs out of time
+# fails (its rule does not match), and the rest of the decision still makes it.
+DNS_MARGIN_SECONDS: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ class EtrnOutcome:
     verdict: Verdict
     domain: DomainName | None
     reason: str
-    throttled: str | None = None
+    throttled: Throttled | None = None
 
 
 def _changed(old: EtrnSettings, new: EtrnSettings, *names: str) -> bool:
@@ -102,38 +109,121 @@ class EtrnHook:
             )
         self.settings = settings
 
-    def decide(self, request: EtrnRequest) -> EtrnOutcome:
-        """Decide, audit, and start the flush work of an allowed ETRN."""
-        if request.argument.startswith("#"):  # Sendmail's queue-group form: all sites at once
-            outcome = EtrnOutcome(Verdict.REFUSE, None, "ETRN for a queue group is not offered")
-            self._audit(request, outcome)
-            return outcome
+    def decide(
+        self,
+        request: EtrnRequest,
+        *,
+        deadline: float | None = None,
+        mta_runs: Callable[[], Iterable[str]] | None = None,
+    ) -> EtrnOutcome:
+        """Decide, audit, and start the flush work of an allowed ETRN.
+
+        ``deadline`` (``time.monotonic()``) is when the MTA stops waiting for the answer:
+        DNS ends before it, and a decision that still misses it is UNDECIDED and starts
+        nothing, since the MTA was answered without it. ``mta_runs``, when the MTA's own
+        ETRN may run, gives the recipients whose mail it would run (Sendmail's substring
+        match: ``ETRN site.tes`` runs bob@site.test): the ETRN is also one for each
+        registered domain among them, and refused unless the client may flush them all.
+        """
+        outcome = self._decision(request, deadline, mta_runs)
+        self._audit(request, outcome)
+        return outcome
+
+    def named_entry(self, argument: str) -> tuple[DomainName | None, IntermittentDomain | None]:
+        """The domain an ETRN argument names (``@domain`` too; None if it names none) and
+        the registry entry holding that domain's mail, if any."""
         try:
-            name = parse_domain(request.argument.removeprefix("@"))
+            name = parse_domain(argument.removeprefix("@"))
         except InvalidInputError:
-            outcome = EtrnOutcome(Verdict.UNREGISTERED, None, "not a domain name; left to the MTA")
-            self._audit(request, outcome)
-            return outcome
-        entry = registered_domain_for(name, self.registry())
+            return None, None
+        return name, registered_domain_for(name, self.registry())
+
+    def _decision(
+        self,
+        request: EtrnRequest,
+        deadline: float | None,
+        mta_runs: Callable[[], Iterable[str]] | None,
+    ) -> EtrnOutcome:
+        if request.argument.startswith("#"):  # Sendmail's queue-group form: all sites at once
+            return EtrnOutcome(Verdict.REFUSE, None, "ETRN for a queue group is not offered")
+        name, named = self.named_entry(request.argument)
         client = EtrnClient(
             parse_address(request.client_address), request.client_name, request.sasl_username
         )
+        dns_until = None if deadline is None else deadline - DNS_MARGIN_SECONDS
+        decided = self._decide_each(self._concerned(named, mta_runs), client, dns_until)
+        if not decided:
+            reason = (
+                "not a registered intermittent domain"
+                if name
+                else "not a domain name; left to the MTA"
+            )
+            return EtrnOutcome(Verdict.UNREGISTERED, name, reason)
+        entries = [entry for entry, _decision in decided]
+        refused = decided[-1][1].verdict is not Verdict.ALLOW
+        entry, decision = decided[-1] if refused else decided[0]
+        if entry is not named:
+            decision = EtrnDecision(
+                decision.verdict, f"matches {entry.name}'s mail; {decision.reason}"
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            return EtrnOutcome(
+                Verdict.UNDECIDED, entry.name, "not decided in time; the MTA's own ETRN ran"
+            )
+        if decision.verdict is not Verdict.ALLOW:
+            return EtrnOutcome(decision.verdict, entry.name, decision.reason)
+        throttled = self._start_flushes(entries, request.client_address)
+        return EtrnOutcome(Verdict.ALLOW, entries[0].name, decision.reason, throttled)
+
+    def _concerned(
+        self,
+        named: IntermittentDomain | None,
+        mta_runs: Callable[[], Iterable[str]] | None,
+    ) -> Iterator[IntermittentDomain]:
+        """The registered domains an ETRN is for: the one it names, then those whose mail
+        the MTA's own run would reach (the queue is read only if the first is allowed)."""
+        if named is not None:
+            yield named
+        if mta_runs is None:
+            return
+        registry = self.registry()
+        held = HeldDomains(registry)
+        names = {name for address in mta_runs() if (name := held.for_address(address))}
+        if named is not None:
+            names.discard(named.name.ascii)
+        yield from (registry[name] for name in sorted(names))
+
+    def _decide_each(
+        self, entries: Iterable[IntermittentDomain], client: EtrnClient, dns_until: float | None
+    ) -> list[tuple[IntermittentDomain, EtrnDecision]]:
+        """Each domain's decision, up to the first refusal."""
+        decided: list[tuple[IntermittentDomain, EtrnDecision]] = []
+        for entry in entries:
+            decided.append((entry, self._may_etrn(entry, client, dns_until)))
+            if decided[-1][1].verdict is not Verdict.ALLOW:
+                break
+        return decided
+
+    def _may_etrn(
+        self, entry: IntermittentDomain, client: EtrnClient, dns_until: float | None
+    ) -> EtrnDecision:
         decision = may_etrn(entry, client)
-        if entry is not None and decision.verdict is Verdict.REFUSE and needs_dns(entry):
-            decision = may_etrn(entry, client, self.resolver.facts_for(entry))
+        if decision.verdict is Verdict.REFUSE and needs_dns(entry):
+            decision = may_etrn(entry, client, self.resolver.facts_for(entry, dns_until))
+        return decision
+
+    def _start_flushes(
+        self, entries: list[IntermittentDomain], client_address: str
+    ) -> Throttled | None:
+        """Admit each domain's flush past the throttle and start it; the first hold-back."""
         throttled = None
-        if decision.verdict is Verdict.ALLOW and entry is not None:
+        for entry in entries:
             with self._lock:
-                throttled = self.throttle.admit(
-                    entry.name.ascii, request.client_address, self.clock()
-                )
-            if throttled is None and self.settings.targeted_flush:
-                self._flusher.submit(self._flush, entry, request.client_address)
-        outcome = EtrnOutcome(
-            decision.verdict, entry.name if entry else name, decision.reason, throttled
-        )
-        self._audit(request, outcome)
-        return outcome
+                held_back = self.throttle.admit(entry.name.ascii, client_address, self.clock())
+            if held_back is None and self.settings.targeted_flush:
+                self._flusher.submit(self._flush, entry, client_address)
+            throttled = throttled or held_back
+        return throttled
 
     def configured_reply(self, outcome: EtrnOutcome, argument: str) -> str | None:
         """The configured answer to an ETRN that is not allowed, ``{domain}`` filled in;
@@ -158,14 +248,14 @@ class EtrnHook:
             sasl,
             outcome.verdict.value,
             outcome.reason,
-            f"; no new flush: {outcome.throttled}" if outcome.throttled else "",
+            f"; no new flush: {outcome.throttled.reason}" if outcome.throttled else "",
         )
         detail: dict[str, object] = {
             "etrn_domain": request.argument,
             "client_name": request.client_name,
             "sasl_username": request.sasl_username,
             "reason": outcome.reason,
-            "throttled": outcome.throttled,
+            "throttled": outcome.throttled.reason if outcome.throttled else None,
             **{key: value for key, value in request.tls.items() if value},
         }
         self.writer.submit_event(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import HeldRecipient, IntermittentDomain
 from etrn_ext.core.names import parse_queue_id
-from etrn_ext.core.rules import HeldDomains
+from etrn_ext.core.rules import HeldDomains, storable_text
 from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
 
@@ -58,28 +58,34 @@ class HeldMailRecorder:
     def record(
         self, queue_id: str, sender: str, size: int, recipients: Sequence[tuple[str, str]]
     ) -> bool:
-        """Queue one row per held recipient; False when the queue id is not one."""
+        """Queue one row per held recipient; False when the queue id is not one.
+
+        Addresses are made storable here, where both hooks hand them over: 8-bit bytes
+        from SMTP must not fail the writer's batch (see ``storable_text``).
+        """
         try:
             checked = parse_queue_id(queue_id).value
         except InvalidInputError:
             log.warning("held mail without a valid queue id (%r); not recorded", queue_id)
             return False
         now = self.clock()
+        stored_sender = storable_text(sender)
+        stored = [(storable_text(address), storable_text(domain)) for address, domain in recipients]
         self.writer.submit_held(
             HeldRecipient(
                 node=self.ctx.node,
                 queue_id=checked,
                 recipient=address,
                 domain=domain,
-                sender=sender,
+                sender=stored_sender,
                 size=size,
                 arrival_time=now,
                 first_seen=now,
                 last_seen=now,
             )
-            for address, domain in recipients
+            for address, domain in stored
         )
-        domains = ",".join(sorted({domain for _address, domain in recipients}))
+        domains = ",".join(sorted({domain for _address, domain in stored}))
         log.info(
             "%s: held domain=%s recipients=%d size=%d", checked, domains, len(recipients), size
         )

@@ -8,6 +8,7 @@ from etrn_ext.core.postfix_setup import Finding
 from etrn_ext.core.sendmail_setup import (
     SendmailSetup,
     check_sendmail,
+    group_parent_directory,
     parse_cf,
     render_sendmail_config,
 )
@@ -22,7 +23,7 @@ def sendmail_config(ctx: Context, names: Sequence[str], *, live: bool = True) ->
     queue_directory = "/var/spool/mqueue"
     if live:
         options = parse_cf(SendmailAdapter(settings.mta).cf_text())[0]
-        queue_directory = options.get("QueueDirectory", queue_directory)
+        queue_directory = group_parent_directory(options.get("QueueDirectory", queue_directory))
     setup = SendmailSetup(
         queue_directory=queue_directory,
         socketmap=f"unix:{settings.socketmap.listen}",
@@ -34,4 +35,5 @@ def sendmail_config(ctx: Context, names: Sequence[str], *, live: bool = True) ->
 def sendmail_doctor(ctx: Context, names: Sequence[str] = ()) -> list[Finding]:
     """Known traps in the live sendmail.cf for the registered domains."""
     cf_text = SendmailAdapter(ctx.settings.mta).cf_text()
-    return check_sendmail(cf_text, registered_domains(ctx, names))
+    answer_seconds = ctx.settings.socketmap.answer_timeout_seconds
+    return check_sendmail(cf_text, registered_domains(ctx, names), answer_seconds)

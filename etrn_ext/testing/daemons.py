@@ -8,14 +8,26 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
-class DaemonProcess:
-    """``etrn-policyd`` (or another of our programs) run with a config file, logging to a file."""
+def with_resolv_conf(resolv_conf: Path) -> list[str]:
+    """An argv prefix that runs a program with ``resolv_conf`` as its /etc/resolv.conf (in
+    a private mount namespace: root only), so that a test decides where its DNS goes."""
+    mount = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, str(resolv_conf)]
 
-    def __init__(self, program: str, config: Path, socket_path: Path, log: Path) -> None:
+
+class DaemonProcess:
+    """``etrn-policyd`` (or another of our programs) run with a config file, logging to a file;
+    ``wrapper`` is an argv prefix to run it under (``with_resolv_conf``)."""
+
+    def __init__(
+        self, program: str, config: Path, socket_path: Path, log: Path, wrapper: Sequence[str] = ()
+    ) -> None:
         self.argv = [
+            *wrapper,
             str(Path(sys.executable).with_name(program)),
             "--config",
             str(config),

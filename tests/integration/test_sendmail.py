@@ -4,11 +4,14 @@ exactly (Sendmail's own ETRN matches substrings), refuse, and fail open."""
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from conftest import SendmailRelay, wait_for
 
+from etrn_ext.testing.daemons import with_resolv_conf
 from etrn_ext.testing.loopback import free_loopback_address
 from etrn_ext.testing.site import FakeSite
 
@@ -79,6 +82,20 @@ def test_etrn_flushes_exactly_the_domain(
     ]
 
 
+def test_an_etrn_too_soon_after_the_last_is_told_when_to_retry(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup, _ids = relay_with_mail(make_sendmail_relay, fake_site)
+    assert etrn(setup, "site.test", fake_site.address)[0] == 250
+    fake_site.wait_for_recipients(2, timeout=20)
+    late = setup.relay.send(["late@site.test"])
+    code, reply, _ = etrn(setup, "site.test", fake_site.address)  # within the 60 s interval
+    assert code == 458
+    assert reply.startswith("4.7.1 Unable to queue messages for node site.test for another ")
+    assert reply.endswith(" seconds")
+    assert late in setup.relay.queued_files()  # a 250 here would have been a promise broken
+
+
 def test_refused_client_moves_nothing(
     make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
 ) -> None:
@@ -95,6 +112,27 @@ def test_refused_client_moves_nothing(
     assert [e["outcome"] for e in audit] == ["refused", "refused"]  # type: ignore[attr-defined]
 
 
+def test_a_substring_of_a_domain_is_that_domains_etrn(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    # Left to Sendmail, each of these would run bob@site.test's mail (substring match).
+    setup, ids = relay_with_mail(make_sendmail_relay, fake_site)
+    stranger = free_loopback_address((2526,))
+    for argument in ("site.tes", "SITE.TE", "@ite.test", "@bob", "@"):
+        code, reply, _ = etrn(setup, argument, stranger)
+        assert (code, reply) == (459, "4.7.1 not allowed to flush site.test"), argument
+    time.sleep(1)
+    assert fake_site.recipients() == []
+    code, _reply, _ = etrn(setup, "site.tes", fake_site.address)  # the site may: exactly
+    assert code == 250
+    assert sorted(fake_site.wait_for_recipients(2, timeout=20)) == [
+        "bob@site.test",
+        "carol@site.test",
+    ]
+    time.sleep(1)
+    assert ids[2] in setup.relay.queued_files()  # site.testing.org: not Sendmail's own run
+
+
 def test_flush_wait_is_exact_too(
     make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
 ) -> None:
@@ -104,6 +142,20 @@ def test_flush_wait_is_exact_too(
     assert "2 delivered" in result.stdout
     assert sorted(fake_site.recipients()) == ["bob@site.test", "carol@site.test"]
     assert set(setup.relay.queued_files()) == {ids[2]}
+
+
+def test_flush_notes_what_sendmail_runs_with_the_domain(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite
+) -> None:
+    setup = make_sendmail_relay({"site.test": (), "ship.test": ()}, {})
+    mixed = setup.relay.send(["bob@site.test", "ann@ship.test"])  # one queue group: one file
+    result = setup.etrnctl("flush", "site.test")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {mixed} also goes to ann@ship.test: Sendmail's -qI runs every recipient of "
+        "a queue file, so these recipients are delivered too"
+    ) in result.stdout
+    assert "Postfix" not in result.stdout
 
 
 def test_dead_hooks_cost_neither_mail_nor_etrn(
@@ -120,6 +172,27 @@ def test_dead_hooks_cost_neither_mail_nor_etrn(
     assert code == 250  # check_etrn's TEMP branch: Sendmail's own ETRN
     assert seconds < 10
     assert "late@site.test" in fake_site.wait_for_recipients(5, timeout=20)  # substring run
+
+
+def test_a_decision_waiting_for_dns_is_answered_before_sendmail_gives_up(
+    make_sendmail_relay: Callable[..., SendmailRelay], fake_site: FakeSite, tmp_path: Path
+) -> None:
+    # A site's name server is often behind its own link: while the site is away, a
+    # host-name or dns:mx rule waits for DNS that never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind((free_loopback_address((53,)), 53))
+        resolv_conf = tmp_path / "resolv.conf"
+        resolv_conf.write_text(f"nameserver {silent.getsockname()[0]}\n")
+        setup = make_sendmail_relay(
+            {"site.test": ("--allow", "mx.site.test")},
+            {},
+            more_config="[etrn]\ndns_timeout_seconds = 30.0\n",
+            socketmap_wrapper=with_resolv_conf(resolv_conf),
+        )
+        setup.relay.send(["bob@site.test"])
+        code, reply, seconds = etrn(setup, "site.test", fake_site.address)
+    assert seconds < 5  # sendmail.cf's K line: -d5, then "451 ... read timeout"
+    assert (code, reply) == (459, "4.7.1 not allowed to flush site.test")  # DNS failed
 
 
 def test_doctor_finds_the_shipped_setup_clean(

@@ -159,3 +159,35 @@ def test_a_bad_queue_id_is_not_recorded(recorder: HeldMailRecorder) -> None:
     deliver(ctx, "a@example.org", [("one@site.example", "etrn-only")], "-oQ/tmp")
     recorder.writer.flush()
     assert recorder.ctx.store.held_rows() == []
+
+
+def smuggled(raw: bytes) -> str:
+    """Text as pymilter hands over 8-bit bytes (Postfix with smtputf8_enable = no)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def test_undecodable_addresses_are_recorded_with_replacement_characters(
+    recorder: HeldMailRecorder,
+) -> None:
+    # Lone surrogates cannot be encoded for SQLite: they would fail the writer's batch.
+    ctx = MilterTestCtx()
+    ctx._connect()
+    recipients = [("a@site.example", "etrn-only"), (smuggled(b"e@\xffodd.example"), "etrn-only")]
+    deliver(ctx, smuggled(b"\xff\xfebad@example.org"), recipients, "4jcLFD4bWZzBfrY")
+    assert str(ctx._msg["X-ETRN-Held"]).startswith("site.example, \ufffdodd.example; ")
+    assert recorder.writer.flush(timeout=5)
+    rows = recorder.ctx.store.held_rows()
+    assert sorted((r.recipient, r.domain, r.sender) for r in rows) == [
+        ("a@site.example", "site.example", "\ufffd\ufffdbad@example.org"),
+        ("e@\ufffdodd.example", "\ufffdodd.example", "\ufffd\ufffdbad@example.org"),
+    ]
+
+
+def test_the_recorder_cleans_what_any_hook_hands_it(recorder: HeldMailRecorder) -> None:
+    recipients = [(smuggled(b"b\xe9@site.example"), "site.example")]
+    assert recorder.record("4jcLFD4bWZzBfrZ", smuggled(b"\xc3@example.org"), 0, recipients)
+    assert recorder.writer.flush(timeout=5)
+    rows = recorder.ctx.store.held_rows()
+    assert [(r.recipient, r.sender) for r in rows] == [
+        ("b\ufffd@site.example", "\ufffd@example.org")
+    ]

@@ -162,7 +162,8 @@ def _etrnctl_lines() -> list[tuple[str, list[str]]]:
     """Every etrnctl command line in contrib/ (cron lines, systemd ExecStart=)."""
     found = []
     contrib = MAN.parent / "contrib"
-    for path in sorted([*contrib.glob("cron.d/*"), *contrib.glob("systemd/*")]):
+    units = [path for path in contrib.glob("systemd/**/*") if path.is_file()]  # and drop-ins
+    for path in sorted([*contrib.glob("cron.d/*"), *units]):
         for line in path.read_text().splitlines():
             words = shlex.split(line.lstrip("#").split(">", 1)[0]) if "etrnctl " in line else []
             starts = [i for i, word in enumerate(words) if word.endswith("etrnctl")]

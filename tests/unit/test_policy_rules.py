@@ -7,7 +7,15 @@ import ipaddress
 import pytest
 
 from etrn_ext.core.model import Quota
-from etrn_ext.core.policy import DnsFacts, EtrnClient, FlushThrottle, Verdict, may_etrn, over_quota
+from etrn_ext.core.policy import (
+    DnsFacts,
+    EtrnClient,
+    FlushThrottle,
+    Throttled,
+    Verdict,
+    may_etrn,
+    over_quota,
+)
 from etrn_ext.core.registry import DomainChanges, new_domain
 
 DOMAIN = new_domain(
@@ -98,9 +106,14 @@ def test_over_quota(quota: Quota, messages: int, held: int, incoming: int, over:
 def test_flush_throttle_per_domain_and_client() -> None:
     throttle = FlushThrottle(domain_interval=60, client_limit=3, client_window=60)
     assert throttle.admit("site.example", "192.0.2.7", now=0) is None
-    assert "flushed 10s ago" in (throttle.admit("site.example", "192.0.2.7", now=10) or "")
+    assert throttle.admit("site.example", "192.0.2.7", now=10) == Throttled(
+        "site.example was flushed 10s ago", retry_seconds=50
+    )
     assert throttle.admit("other.example", "192.0.2.7", now=11) is None
-    assert "4 ETRNs" in (throttle.admit("third.example", "192.0.2.7", now=12) or "")
+    assert throttle.admit("third.example", "192.0.2.7", now=12) == Throttled(
+        "client sent 4 ETRNs in 60s",
+        retry_seconds=58,  # then 10, 11 and 12 have expired
+    )
     assert throttle.admit("site.example", "192.0.2.8", now=61) is None  # window passed, new client
     assert (
         throttle.admit("fourth.example", "192.0.2.7", now=200) is None

@@ -6,7 +6,7 @@ import pytest
 
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.rules import HeldDomains, quota_use, registered_domain_for
+from etrn_ext.core.rules import HeldDomains, quota_use, registered_domain_for, storable_text
 
 
 def _registry(*entries: tuple[str, bool]) -> dict[str, IntermittentDomain]:
@@ -60,3 +60,22 @@ def test_held_domains_for_address(address: str, expected: str | None) -> None:
     matcher = HeldDomains(_registry(("site.example", False), ("wide.example", True)))
     assert matcher.for_address(address) == expected
     assert matcher.for_address(address) == expected  # cached answer is the same
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        pytest.param("bob@site.example", "bob@site.example", id="ascii"),
+        pytest.param("jos\u00e9@site.example", "jos\u00e9@site.example", id="unicode"),
+        pytest.param(
+            b"\xff\xfe@x".decode("utf-8", "surrogateescape"), "\ufffd\ufffd@x", id="8-bit"
+        ),
+        pytest.param(
+            b"\xc3\xa9@x".decode("ascii", "surrogateescape"), "\u00e9@x", id="utf-8-bytes"
+        ),
+        pytest.param("\ud800@x", "?@x", id="lone-surrogate"),
+    ],
+)
+def test_storable_text(text: str, stored: str) -> None:
+    assert storable_text(text) == stored
+    storable_text(text).encode("utf-8")  # what SQLite and the milter's header need

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from etrn_ext.config import MtaSettings
 from etrn_ext.core.model import DeliveryRecord, IntermittentDomain, Outcome, QueuedRecipient
 from etrn_ext.core.names import parse_domain
-from etrn_ext.core.sendmail_setup import check_sendmail, queue_directories, render_sendmail_config
-from etrn_ext.mta.sendmail import parse_log_line, parse_qf
+from etrn_ext.core.sendmail_setup import (
+    check_sendmail,
+    etrn_runs,
+    group_parent_directory,
+    queue_directories,
+    render_sendmail_config,
+)
+from etrn_ext.mta.sendmail import SendmailAdapter, parse_log_line, parse_qf
 
 # The shape of a qf file after a partly failed run (research notes, section 4.2).
 QF = """V8
@@ -46,6 +55,50 @@ def test_qf_file() -> None:
         ),
         QueuedRecipient("e@site.test", ""),
     )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("H??Subject: x\x0cRPFD:<evil@site.test>", id="form-feed"),
+        pytest.param("H??Subject: x\x1cRPFD:<evil@site.test>", id="file-separator"),
+        pytest.param("H??Subject: x\u2028RPFD:<evil@site.test>", id="line-separator"),
+        pytest.param("H??Subject: x\rRPFD:<evil@site.test>", id="carriage-return"),
+        pytest.param("H??Subject: x\nRPFD:<evil@site.test>", id="record-after-headers"),
+    ],
+)
+def test_a_header_cannot_add_a_recipient(header: str) -> None:
+    # Sendmail splits its qf files on newlines only, and headers come after the envelope.
+    text = QF.replace("H??Received: from client.example.org", header)
+    recipients = parse_qf(text, "6ASJcOZb020866", "etrn", 14).recipients
+    assert [r.address for r in recipients] == ["tmp1@site.test", "e@site.test"]
+
+
+def test_the_envelope_status_is_no_recipient_status() -> None:
+    # "MUser unknown" before S is the envelope's (mailq's line), not the first recipient's.
+    text = QF.replace(
+        "MDeferred: 451 4.2.1 mailbox tmp1@site.test temporarily unavailable (sink)\n", ""
+    )
+    recipients = parse_qf(text, "6ASJcOZb020866", "etrn", 14).recipients
+    assert recipients == (QueuedRecipient("tmp1@site.test", ""), QueuedRecipient("e@site.test", ""))
+
+
+def test_a_wildcard_queue_directory_is_every_matching_directory(tmp_path: Path) -> None:
+    # QueueDirectory=/var/spool/mqueue/q* spreads the queue over q1, q2, ... (op guide 3.3).
+    for name, queue_id in (("q1", "6ASJcOZb020866"), ("q2", "6ASJcOZb020867")):
+        (tmp_path / name / "qf").mkdir(parents=True)
+        (tmp_path / name / "qf" / f"qf{queue_id}").write_text(QF)
+    (tmp_path / "other").mkdir()
+    cf = tmp_path / "sendmail.cf"
+    cf.write_text(f"O QueueDirectory={tmp_path}/q*\n")
+    adapter = SendmailAdapter(MtaSettings(kind="sendmail", sendmail_cf=str(cf)))
+    assert [(e.queue_name, e.queue_id) for e in adapter.list_queue()] == [
+        ("q1", "6ASJcOZb020866"),
+        ("q2", "6ASJcOZb020867"),
+    ]
+
+    assert group_parent_directory(f"{tmp_path}/q*") == str(tmp_path)  # for sendmail-config
+    assert group_parent_directory("/var/spool/mqueue") == "/var/spool/mqueue"
 
 
 @pytest.mark.parametrize(
@@ -100,7 +153,7 @@ Ketrnpolicy socket -d5 -T<TEMP> unix:/run/etrn-socketmap/socketmap.sock
 
 
 def test_good_cf_and_its_queue_directories() -> None:
-    assert check_sendmail(GOOD_CF, SITE) == []
+    assert check_sendmail(GOOD_CF, SITE, 2.5) == []
     assert queue_directories(GOOD_CF) == ["/var/spool/mqueue", "/var/spool/mqueue/etrn"]
 
 
@@ -124,6 +177,7 @@ def test_good_cf_and_its_queue_directories() -> None:
         ),
         pytest.param(("T=S:10s", "F=T, T=S:10s"), "F=T or F=R", id="milter-tempfail"),
         pytest.param(("Ketrnpolicy", "Kotherpolicy"), "no check_etrn socketmap", id="no-socketmap"),
+        pytest.param(("-d5", "-d3"), "etrn-socketmap may take 2.5s", id="socketmap-impatient"),
         pytest.param(
             ("Qetrn, P=/var/spool/mqueue/etrn, I=99d\n", ""), "no queue group etrn", id="no-group"
         ),
@@ -131,7 +185,7 @@ def test_good_cf_and_its_queue_directories() -> None:
     ],
 )
 def test_each_trap_in_a_cf(change: tuple[str, str], problem: str) -> None:
-    findings = check_sendmail(GOOD_CF.replace(*change), SITE)
+    findings = check_sendmail(GOOD_CF.replace(*change), SITE, 2.5)
     assert any(problem in finding.problem for finding in findings), findings
 
 
@@ -146,3 +200,25 @@ def test_rendered_lines() -> None:
     assert "site.test\tetrnhold:site.test" in text
     assert ".site.test\tetrnhold:site.test" in text
     assert "QGRP:site.test\tetrn" in text
+
+
+@pytest.mark.parametrize(
+    ("argument", "address", "runs"),
+    [
+        pytest.param("site.test", "bob@site.test", True, id="domain"),
+        pytest.param("SITE.Test", "bob@site.test", True, id="case"),
+        pytest.param("site.tes", "bob@site.test", True, id="prefix-of-domain"),
+        pytest.param("site.test", "d@site.testing.org", True, id="longer-domain"),
+        pytest.param("site.test", "c@notsite.test", False, id="not-a-suffix-match"),
+        pytest.param("site.test>", "d@site.testing.org", False, id="closing-bracket"),
+        pytest.param("site.test>", "bob@site.test", True, id="closing-bracket-match"),
+        pytest.param("@site.test", "c@notsite.test", True, id="at-form-anywhere"),
+        pytest.param("@bob", "bob@site.test", True, id="at-form-local-part"),
+        pytest.param("@", "bob@site.test", True, id="at-form-empty-runs-all"),
+        pytest.param("other.test", "bob@site.test", False, id="other"),
+        pytest.param("B\u00dcRO.test", "x@b\u00fcro.test", False, id="ascii-case-only"),
+    ],
+)
+def test_what_sendmails_own_etrn_runs(argument: str, address: str, runs: bool) -> None:
+    # srvrsmtp.c: ETRN x looks for "@x", ETRN @x for "x", in every recipient (strcontainedin)
+    assert etrn_runs(argument, address) is runs
