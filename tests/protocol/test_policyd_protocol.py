@@ -175,21 +175,23 @@ def test_a_message_and_an_etrn_on_one_connection(service: PolicyService, tmp_pat
 
 
 def test_both_etrn_shells_fill_the_domain_into_the_unregistered_action(
-    service: PolicyService,
+    service: PolicyService, tmp_path: Path
 ) -> None:
     settings = service.ctx.settings
-    service.reload(
-        dataclasses.replace(
-            settings,
-            etrn=dataclasses.replace(
-                settings.etrn, unregistered_action="550 5.7.1 {domain} is not served here"
-            ),
-        )
+    etrn_settings = dataclasses.replace(
+        settings.etrn, unregistered_action="550 5.7.1 {domain} is not served here"
     )
+    service.reload(dataclasses.replace(settings, etrn=etrn_settings))
     etrn = PolicyRequest(
         {"protocol_state": "ETRN", "etrn_domain": "Other.example", "client_address": "192.0.2.7"}
     )
     assert service.handle(etrn) == "550 5.7.1 other.example is not served here"
+    # etrn-socketmap serves Sendmail, whose (empty) queue it reads for substring matches
+    (tmp_path / "mqueue").mkdir()
+    sendmail_cf = tmp_path / "sendmail.cf"
+    sendmail_cf.write_text(f"O QueueDirectory={tmp_path}/mqueue\n")
+    sendmail = dataclasses.replace(settings.mta, kind="sendmail", sendmail_cf=str(sendmail_cf))
+    service.reload(dataclasses.replace(settings, etrn=etrn_settings, mta=sendmail))
     lookup = Lookup("etrnpolicy", "192.0.2.7 Other.example")
     assert answer_lookup(service.etrn, lookup, "etrnpolicy") == (
         "REFUSE 550 5.7.1 other.example is not served here"
