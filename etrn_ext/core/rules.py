@@ -106,6 +106,8 @@ def storable_text(text: str) -> str:
     SQLite's driver and libmilter refuse: bytes that are UTF-8 become their characters,
     other bytes U+FFFD, and any other lone surrogate ``?``.
     """
+    if text.isascii():  # nearly every address: nothing to do, on the milter's hot path
+        return text
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
