@@ -8,7 +8,8 @@ acceptance  smtp-source sends MESSAGES 4 KB messages (SESSIONS parallel sessions
             do-nothing DUNNO server: what the policy protocol itself costs Postfix.
             A fourth has etrn-milter instead (postfix-config --milter lines), a fifth
             the same milter lines with a do-nothing pymilter that has etrn-milter's
-            callbacks: what a Python milter itself costs Postfix.
+            callbacks: what a Python milter itself costs Postfix; a sixth that pymilter
+            adding one trace header to every message: what the header itself costs.
             Configurations alternate within each repetition.
 etrn        100 held messages for one domain, delivered to a fake site: the time from
             ``postqueue -s`` until the site has them all, against the time from an SMTP
@@ -76,9 +77,10 @@ def accept(relay: PrivatePostfix, messages: int, sessions: int, held_share: floa
     return messages / (time.perf_counter() - started)
 
 
-def serve_null_milter(socket_path: str) -> None:
+def serve_null_milter(socket_path: str, *, header: bool = False) -> None:
     """A pymilter with etrn-milter's callbacks (MAIL and RCPT without replies, then
-    END-OF-MESSAGE) that does nothing in them."""
+    END-OF-MESSAGE) that does nothing in them, or (``header``) only adds a trace header
+    like etrn-milter's to every message."""
     import Milter
 
     class NullMilter(Milter.Base):  # type: ignore[misc]
@@ -91,10 +93,14 @@ def serve_null_milter(socket_path: str) -> None:
             return Milter.CONTINUE  # type: ignore[no-any-return]
 
         def eom(self) -> int:
+            if header:
+                self.addheader("X-ETRN-Held", "site.example; relay=bench; queued=now")
             return Milter.CONTINUE  # type: ignore[no-any-return]
 
     os.umask(0o000)  # Postfix's smtpd (user postfix) must be able to connect
     Milter.factory = NullMilter
+    if header:
+        Milter.set_flags(Milter.ADDHDRS)
     Milter.runmilter("null-milter", f"unix:{socket_path}", timeout=600)
 
 
@@ -165,9 +171,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--null-milter", help=argparse.SUPPRESS)
+    parser.add_argument("--header-milter", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.null_milter:
-        serve_null_milter(options.null_milter)
+    if options.null_milter or options.header_milter:
+        serve_null_milter(
+            options.null_milter or options.header_milter, header=bool(options.header_milter)
+        )
         return
     site = FakeSite(free_loopback_address((2526,))).start()
     relay = PrivatePostfix(
@@ -194,6 +203,7 @@ def main() -> None:
         "dunno": "policy:unix:private/dunno-policy",
         "milter": "milter:unix:private/etrn-milter",
         "nullmilter": "milter:unix:private/null-milter",
+        "headermilter": "milter:unix:private/header-milter",
     }
     rates: dict[str, list[float]] = {
         f"{n}{share}": [] for n in configurations for share in (20, 100)
@@ -234,14 +244,15 @@ def main() -> None:
                 str(dunno_path),
             ]
         )
-        null_milter = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--null-milter",
-                str(relay.queue_directory / "private" / "null-milter"),
-            ]
-        )
+        null_milters = [
+            subprocess.Popen(
+                [sys.executable, __file__, option, str(relay.queue_directory / "private" / name)]
+            )
+            for option, name in (
+                ("--null-milter", "null-milter"),
+                ("--header-milter", "header-milter"),
+            )
+        ]
         for _ in range(options.repeat):
             for name, service in configurations.items():
                 configure(relay, service, bare)
@@ -250,7 +261,8 @@ def main() -> None:
                     rate = accept(relay, options.messages, options.sessions, share / 100)
                     rates[f"{name}{share}"].append(rate)
         dunno.terminate()
-        null_milter.terminate()
+        for null_milter in null_milters:
+            null_milter.terminate()
         configure(relay, configurations["hooks"], bare)
         flush_runs, etrn_runs = measure_etrn(relay, site, options.repeat)
         daemon.stop()
@@ -358,6 +370,14 @@ def publish_figures(
             Figure(
                 "acceptance, same milter lines with a do-nothing pymilter, 100 %",
                 median("nullmilter100"),
+                "msg/s",
+                "bare Postfix, same mix",
+                median("bare100"),
+                "-",
+            ),
+            Figure(
+                "acceptance, same milter lines with a do-nothing pymilter adding the header, 100 %",
+                median("headermilter100"),
                 "msg/s",
                 "bare Postfix, same mix",
                 median("bare100"),
