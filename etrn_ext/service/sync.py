@@ -66,6 +66,10 @@ class _Outcomes:
         else:
             self.expired_messages.add(record.queue_id)
 
+    def logged(self, queue_id: str, recipient: str) -> bool:
+        """Whether the log has this recipient's final status."""
+        return queue_id in self.expired_messages or (queue_id, recipient) in self.by_recipient
+
     def final(self, queue_id: str, recipient: str, last_reason: str) -> tuple[HeldState, str]:
         """How a recipient that left the queue ended, and the text that says so."""
         if queue_id in self.expired_messages:
@@ -163,16 +167,16 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
     """Bring this relay's part of the index in line with its queue."""
     started = ctx.clock()
     timer = time.monotonic()
-    # The log is read before the queue is listed, never after: a recipient delivered
-    # while the queue is listed would be counted as queued and its status consumed.
-    # Delivered before the read, it is not listed and its status is here; delivered
-    # after, its status is read by the next sync, which corrects "gone" below.
-    logged = _read_log(ctx)
     listing = ctx.mta.list_queue()  # the MTA lists its queue while we read the index
+    # The log is read once the listing has started, so it is never older than the
+    # listing: a recipient delivered while the queue was listed, shown as queued, has
+    # its final status here and that status wins. Delivered after the read, its status
+    # is read by the next sync, which also corrects an earlier "gone" below.
+    logged = _read_log(ctx)
     node = ctx.node
     matcher = HeldDomains({domain.name.ascii: domain for domain in ctx.store.list_domains()})
     known = ctx.store.pending_rows(ctx.node)
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], str] = {}  # held recipients listed -> their delay reason
     pending_writes: list[HeldValues] = []
     messages = added = updated = 0
 
@@ -180,7 +184,7 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
         messages += 1
         for row in held_values_of(entry, matcher, node, started):
             key = (row.queue_id, row.recipient)
-            seen.add(key)
+            seen[key] = row.reason
             old = known.get(key)
             if old is None:
                 added += 1
@@ -201,6 +205,11 @@ def sync(ctx: Context, progress: Callable[[int], None] | None = None) -> SyncRes
         (queue_id, recipient, *outcomes.final(queue_id, recipient, old.reason))
         for (queue_id, recipient), old in known.items()
         if (queue_id, recipient) not in seen and old.first_seen < started
+    ]
+    finishing += [
+        (queue_id, recipient, *outcomes.final(queue_id, recipient, reason))
+        for (queue_id, recipient), reason in seen.items()
+        if outcomes.logged(queue_id, recipient)
     ]
     ctx.store.set_states(ctx.node, finishing)
     # Outcomes logged after an earlier sync already called the recipient "gone".
