@@ -235,3 +235,8 @@ def parse_sasl_username(text: str) -> str:
     if unsafe:
         raise InvalidInputError("SASL user name", text, unsafe)
     return text
+
+
+def domain_part(address: str) -> str:
+    """The domain of a mail address as text, lower case (not checked: a lookup key)."""
+    return address.rpartition("@")[2].lower()

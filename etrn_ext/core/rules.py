@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import DomainUsage, IntermittentDomain, Quota
-from etrn_ext.core.names import DomainName, parse_domain
+from etrn_ext.core.names import DomainName, domain_part, parse_domain
 
 K = TypeVar("K", bound=Hashable)
 
@@ -85,7 +85,7 @@ class HeldDomains:
 
     def for_address(self, address: str) -> str | None:
         """The registered domain (A-label text) holding mail for ``address``, or None."""
-        domain_text = address.rpartition("@")[2].lower()
+        domain_text = domain_part(address)
         try:
             return self._answers[domain_text]
         except KeyError:

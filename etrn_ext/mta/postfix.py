@@ -20,7 +20,7 @@ from typing import Any, Final
 from etrn_ext.config import MtaSettings
 from etrn_ext.core.errors import MtaCommandError
 from etrn_ext.core.model import DeliveryRecord, Outcome, QueuedRecipient, QueueEntry
-from etrn_ext.core.names import DomainName, QueueId
+from etrn_ext.core.names import DomainName, QueueId, domain_part
 from etrn_ext.core.postfix_setup import is_listed, split_list
 from etrn_ext.core.units import QUEUE_LIFETIME_UNIT, parse_duration
 from etrn_ext.mta.base import LogPosition
@@ -191,9 +191,7 @@ class PostfixAdapter:
         patterns, parents = self._fast_flush_domains()
         return all(
             recipient.delay_reason
-            and is_listed(
-                recipient.address.rpartition("@")[2].lower(), patterns, parents_match=parents
-            )
+            and is_listed(domain_part(recipient.address), patterns, parents_match=parents)
             is not False
             for recipient in entry.recipients
         )

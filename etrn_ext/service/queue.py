@@ -21,7 +21,7 @@ from etrn_ext.core.model import (
     IntermittentDomain,
     QueueEntry,
 )
-from etrn_ext.core.names import DomainName, QueueId, parse_domain, parse_queue_id
+from etrn_ext.core.names import DomainName, QueueId, domain_part, parse_domain, parse_queue_id
 from etrn_ext.core.rules import HeldDomains
 from etrn_ext.core.units import parse_duration
 from etrn_ext.service.context import Context
@@ -106,10 +106,6 @@ class FlushResult:
     waited_seconds: float | None = None
     finished: dict[Key, tuple[str, str]] = field(default_factory=dict)
     remaining: dict[Key, str] = field(default_factory=dict)
-
-
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
 
 
 def _snapshot(
@@ -281,13 +277,13 @@ def flush_domain(
     other_domains = {queue_id: others for queue_id, others in other_domains.items() if others}
     scope = _FlushScope(entries, keys, matcher, domain.name.ascii, other_domains)
     # Postfix keeps one flush log per recipient domain: flush every (sub)domain that has mail.
-    recipient_domains = sorted({_domain_of(address) for _queue_id, address in keys})
+    recipient_domains = sorted({domain_part(address) for _queue_id, address in keys})
     for done, recipient_domain in enumerate(recipient_domains):
         try:
             ctx.mta.flush_domain(parse_domain(recipient_domain))
         except EtrnExtError:
             # The mail of the domains flushed before this one is on its way: say so.
-            flushed = {q for q, address in keys if _domain_of(address) in recipient_domains[:done]}
+            flushed = {q for q, address in keys if domain_part(address) in recipient_domains[:done]}
             if flushed:
                 _record_flush(ctx, scope.only(flushed), not_flushed=recipient_domains[done:])
             raise

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from etrn_ext.core.errors import InvalidInputError
 from etrn_ext.core.model import HeldRecipient, IntermittentDomain
-from etrn_ext.core.names import parse_queue_id
+from etrn_ext.core.names import domain_part, parse_queue_id
 from etrn_ext.core.rules import HeldDomains, storable_text
 from etrn_ext.index.writer import BatchWriter
 from etrn_ext.service.context import Context
@@ -52,7 +52,7 @@ class HeldMailRecorder:
         the MTA routes to a holding mailer/transport (``{rcpt_mailer}``)."""
         domain = self._matcher.for_address(address)
         if domain is None and mailer and mailer in self.holding_mailers:
-            domain = address.rpartition("@")[2].lower() or None
+            domain = domain_part(address) or None
         return domain
 
     def record(
